@@ -1,0 +1,315 @@
+"""Configuration: frozen value objects with documented defaults.
+
+This is the only module that reads the environment. Everything else receives a
+``Settings`` (or one of its parts) and never looks at ``os.environ`` itself.
+Every variable is ``GATEWAY_*``; per-upstream variables are ``GATEWAY_OMA_*`` and
+``GATEWAY_CBC_*``. ``Settings.from_env`` collects every problem before raising,
+so ``gateway check-config`` can say everything that is wrong at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
+
+Profile = Literal["development", "production"]
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """Raised with every problem found in the environment, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """How the gateway talks to one upstream API.
+
+    Defaults follow the documented quota of these APIs (about 10 requests per
+    second each) and keep a slow upstream from holding a GraphQL answer for long.
+    """
+
+    name: str
+    base_url: str
+    connect_timeout: float = 2.0
+    """Seconds to open a connection."""
+    read_timeout: float = 5.0
+    """Seconds to wait for one response."""
+    deadline: float = 10.0
+    """Seconds one logical call may take, retries and waits included."""
+    max_retries: int = 2
+    """Retries after the first attempt, only for unavailable, timeout and throttled errors."""
+    retry_backoff: float = 0.1
+    """Base of the jittered exponential backoff between retries, in seconds."""
+    max_concurrency: int = 32
+    """Requests in flight to this upstream from one process."""
+    rate_limit: float = 10.0
+    """Requests per second to this upstream; 0 switches the limit off."""
+    rate_limit_max_wait: float = 5.0
+    """Seconds a call may queue for the rate limit before it fails as throttled."""
+    breaker_threshold: int = 5
+    """Consecutive failures that open the circuit breaker."""
+    breaker_cooldown: float = 15.0
+    """Seconds the breaker stays open before one probe is let through."""
+    cache_ttl: float = 30.0
+    """Seconds a fetched page is served from the cache; 0 switches caching off."""
+
+
+@dataclass(frozen=True, slots=True)
+class CacheSettings:
+    """Where and how upstream pages are cached."""
+
+    url: str = "memory://"
+    """``memory://`` (one process) or ``redis://host:port/db`` (shared by replicas)."""
+    operation_timeout: float = 0.1
+    """Seconds any single cache operation may take before it is abandoned."""
+    max_entries: int = 10_000
+    """Bound of the in-memory cache; least recently used entries are evicted."""
+    stale_if_error: float = 0.0
+    """Seconds after expiry a page may still be served while its upstream fails; 0 is off."""
+    lock_timeout: float = 5.0
+    """Seconds one replica waits for another to fill the same entry."""
+
+    @property
+    def is_redis(self) -> bool:
+        return self.url.startswith(("redis://", "rediss://"))
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSettings:
+    """Safety limits on incoming GraphQL operations. All are on by default."""
+
+    max_depth: int = 10
+    max_aliases: int = 30
+    max_tokens: int = 2_000
+    max_directives_per_field: int = 5
+    max_root_fields: int = 10
+    max_body_bytes: int = 64 * 1024
+    max_first: int = 1_000
+    max_cost: int = 200
+    """Estimated upstream calls one operation may cause."""
+    allow_batching: bool = False
+    max_batch_size: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    shutdown_grace: float = 20.0
+    """Seconds in-flight requests get to finish after SIGTERM."""
+    cors_origins: tuple[str, ...] = ()
+    log_level: str = "INFO"
+    otel_enabled: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    profile: Profile = "production"
+    oma: UpstreamSettings = field(
+        default_factory=lambda: UpstreamSettings(name="oma", base_url="http://127.0.0.1:8081")
+    )
+    cbc: UpstreamSettings = field(
+        default_factory=lambda: UpstreamSettings(name="cbc", base_url="http://127.0.0.1:8081")
+    )
+    cache: CacheSettings = field(default_factory=CacheSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
+
+    @property
+    def is_production(self) -> bool:
+        return self.profile == "production"
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return not self.is_production
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return not self.is_production
+
+    def replace(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``GATEWAY_*`` variables, raising ``ConfigError`` on any problem."""
+        env = _EnvReader(os.environ if environ is None else environ)
+        profile = env.choice("GATEWAY_PROFILE", ("development", "production"), "production")
+        settings = cls(
+            profile=profile,  # type: ignore[arg-type]
+            oma=env.upstream("oma"),
+            cbc=env.upstream("cbc"),
+            cache=env.cache(),
+            limits=env.limits(),
+            server=env.server(),
+        )
+        env.raise_problems()
+        return settings
+
+
+def upstream_variables(name: str) -> dict[str, str]:
+    """The per-upstream variable names and their meaning, for docs and ``check-config``."""
+    prefix = f"GATEWAY_{name.upper()}_"
+    return {prefix + suffix: doc for suffix, (_, doc) in _UPSTREAM_FIELDS.items()}
+
+
+# suffix -> (UpstreamSettings field, short description)
+_UPSTREAM_FIELDS: dict[str, tuple[str, str]] = {
+    "BASE_URL": ("base_url", "base URL of the upstream API"),
+    "CONNECT_TIMEOUT": ("connect_timeout", "seconds to connect"),
+    "READ_TIMEOUT": ("read_timeout", "seconds to wait for a response"),
+    "DEADLINE": ("deadline", "seconds for one call, retries included"),
+    "MAX_RETRIES": ("max_retries", "retries of unavailable/timeout/throttled calls"),
+    "RETRY_BACKOFF": ("retry_backoff", "base backoff between retries, seconds"),
+    "MAX_CONCURRENCY": ("max_concurrency", "requests in flight per process"),
+    "RATE_LIMIT": ("rate_limit", "requests per second, 0 = off"),
+    "RATE_LIMIT_MAX_WAIT": ("rate_limit_max_wait", "seconds a call may queue for the rate limit"),
+    "BREAKER_THRESHOLD": ("breaker_threshold", "consecutive failures that open the breaker"),
+    "BREAKER_COOLDOWN": ("breaker_cooldown", "seconds before the open breaker probes again"),
+    "CACHE_TTL": ("cache_ttl", "seconds pages are cached, 0 = off"),
+}
+
+
+class _EnvReader:
+    """Reads and validates variables, collecting problems instead of stopping at the first."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        self.problems: list[str] = []
+
+    def raise_problems(self) -> None:
+        if self.problems:
+            raise ConfigError(self.problems)
+
+    def _get(self, name: str) -> str | None:
+        value = self._environ.get(name)
+        if value is None or value.strip() == "":
+            return None
+        return value.strip()
+
+    def _parse(self, name: str, default: T, convert: Callable[[str], T], kind: str) -> T:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        try:
+            return convert(raw)
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} is not {kind}")
+            return default
+
+    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+        value = self._parse(name, default, float, "a number")
+        if value < minimum or value != value:  # NaN is not a setting
+            self.problems.append(f"{name} must be at least {minimum:g}, got {value:g}")
+            return default
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+        value = self._parse(name, default, int, "a whole number")
+        if value < minimum:
+            self.problems.append(f"{name} must be at least {minimum}, got {value}")
+            return default
+        return value
+
+    def flag(self, name: str, default: bool) -> bool:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        self.problems.append(f"{name}={raw!r} is not a boolean (true/false)")
+        return default
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        if raw.lower() not in choices:
+            self.problems.append(f"{name}={raw!r} must be one of {', '.join(choices)}")
+            return default
+        return raw.lower()
+
+    def url(self, name: str, default: str, schemes: tuple[str, ...]) -> str:
+        raw = self._get(name)
+        if raw is None:
+            return default
+        parts = urlsplit(raw)
+        if parts.scheme not in schemes or (not parts.netloc and parts.scheme != "memory"):
+            self.problems.append(f"{name}={raw!r} must be a URL with scheme {' or '.join(schemes)}")
+            return default
+        return raw.rstrip("/")
+
+    def upstream(self, name: str) -> UpstreamSettings:
+        defaults = UpstreamSettings(name=name, base_url="http://127.0.0.1:8081")
+        prefix = f"GATEWAY_{name.upper()}_"
+        values: dict[str, object] = {"name": name}
+        for suffix, (attr, _) in _UPSTREAM_FIELDS.items():
+            variable = prefix + suffix
+            default = getattr(defaults, attr)
+            if attr == "base_url":
+                values[attr] = self.url(variable, default, ("http", "https"))
+            elif isinstance(default, int) and not isinstance(default, bool):
+                minimum = 1 if attr in ("max_concurrency", "breaker_threshold") else 0
+                values[attr] = self.integer(variable, default, minimum=minimum)
+            else:
+                values[attr] = self.number(variable, default)
+        settings = UpstreamSettings(**values)  # type: ignore[arg-type]
+        if settings.connect_timeout <= 0 or settings.read_timeout <= 0 or settings.deadline <= 0:
+            self.problems.append(f"{prefix}*_TIMEOUT and {prefix}DEADLINE must be above 0")
+        return settings
+
+    def cache(self) -> CacheSettings:
+        d = CacheSettings()
+        return CacheSettings(
+            url=self.url("GATEWAY_CACHE_URL", d.url, ("memory", "redis", "rediss")),
+            operation_timeout=self.number("GATEWAY_CACHE_TIMEOUT", d.operation_timeout),
+            max_entries=self.integer("GATEWAY_CACHE_MAX_ENTRIES", d.max_entries, minimum=1),
+            stale_if_error=self.number("GATEWAY_CACHE_STALE_IF_ERROR", d.stale_if_error),
+            lock_timeout=self.number("GATEWAY_CACHE_LOCK_TIMEOUT", d.lock_timeout),
+        )
+
+    def limits(self) -> LimitSettings:
+        d = LimitSettings()
+        return LimitSettings(
+            max_depth=self.integer("GATEWAY_MAX_DEPTH", d.max_depth, minimum=1),
+            max_aliases=self.integer("GATEWAY_MAX_ALIASES", d.max_aliases, minimum=1),
+            max_tokens=self.integer("GATEWAY_MAX_TOKENS", d.max_tokens, minimum=1),
+            max_directives_per_field=self.integer(
+                "GATEWAY_MAX_DIRECTIVES_PER_FIELD", d.max_directives_per_field, minimum=0
+            ),
+            max_root_fields=self.integer("GATEWAY_MAX_ROOT_FIELDS", d.max_root_fields, minimum=1),
+            max_body_bytes=self.integer("GATEWAY_MAX_BODY_BYTES", d.max_body_bytes, minimum=1024),
+            max_first=self.integer("GATEWAY_MAX_FIRST", d.max_first, minimum=1),
+            max_cost=self.integer("GATEWAY_MAX_COST", d.max_cost, minimum=1),
+            allow_batching=self.flag("GATEWAY_ALLOW_BATCHING", d.allow_batching),
+            max_batch_size=self.integer("GATEWAY_MAX_BATCH_SIZE", d.max_batch_size, minimum=1),
+        )
+
+    def server(self) -> ServerSettings:
+        d = ServerSettings()
+        origins = self._get("GATEWAY_CORS_ORIGINS")
+        return ServerSettings(
+            host=self._get("GATEWAY_HOST") or d.host,
+            port=self.integer("GATEWAY_PORT", d.port, minimum=0),
+            workers=self.integer("GATEWAY_WORKERS", d.workers, minimum=1),
+            shutdown_grace=self.number("GATEWAY_SHUTDOWN_GRACE", d.shutdown_grace),
+            cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip())
+            if origins
+            else (),
+            log_level=self.choice(
+                "GATEWAY_LOG_LEVEL", ("debug", "info", "warning", "error"), d.log_level.lower()
+            ).upper(),
+            otel_enabled=self.flag("GATEWAY_OTEL_ENABLED", d.otel_enabled),
+        )

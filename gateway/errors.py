@@ -1,0 +1,88 @@
+"""One error taxonomy for every upstream.
+
+Upstream clients translate HTTP statuses, the upstreams' own codes and transport
+failures into an ``UpstreamError`` exactly once, at their boundary. The schema
+maps ``ErrorKind`` onto GraphQL ``extensions.code``; nothing above the clients
+looks at HTTP statuses or upstream JSON.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class ErrorKind(enum.Enum):
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    BAD_REQUEST = "BAD_USER_INPUT"
+    THROTTLED = "UPSTREAM_THROTTLED"
+    UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
+    TIMEOUT = "UPSTREAM_TIMEOUT"
+    BAD_RESPONSE = "UPSTREAM_BAD_RESPONSE"
+
+    @property
+    def retryable(self) -> bool:
+        """Only these are retried: the calls are read-only queries, so a retry is safe."""
+        return self in (ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT, ErrorKind.THROTTLED)
+
+    @property
+    def counts_against_breaker(self) -> bool:
+        """Failures that say the upstream is unhealthy, not that the caller is wrong."""
+        return self in (
+            ErrorKind.UNAVAILABLE,
+            ErrorKind.TIMEOUT,
+            ErrorKind.BAD_RESPONSE,
+        )
+
+
+class GatewayError(Exception):
+    """Base of every error the gateway raises on purpose."""
+
+
+class UpstreamError(GatewayError):
+    """An upstream call failed; carries what a caller may be told, never a token or URL."""
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        upstream: str,
+        message: str,
+        *,
+        status: int | None = None,
+        upstream_code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.kind = kind
+        self.upstream = upstream
+        self.message = message
+        self.status = status
+        self.upstream_code = upstream_code
+        self.retry_after = retry_after
+        super().__init__(f"{upstream}: {message}")
+
+    def __repr__(self) -> str:
+        return (
+            f"UpstreamError({self.kind.name}, upstream={self.upstream!r}, status={self.status}, "
+            f"code={self.upstream_code!r}, message={self.message!r})"
+        )
+
+
+class InvalidRequest(GatewayError):
+    """A request the gateway refuses before any upstream call (limits, bad values)."""
+
+    def __init__(self, message: str, *, upstream: str | None = None) -> None:
+        self.message = message
+        self.upstream = upstream
+        super().__init__(message)
+
+
+class CircuitOpen(UpstreamError):
+    """The breaker is open: failing fast without calling the upstream."""
+
+    def __init__(self, upstream: str, retry_after: float) -> None:
+        super().__init__(
+            ErrorKind.UNAVAILABLE,
+            upstream,
+            "upstream is failing; circuit breaker is open",
+            retry_after=retry_after,
+        )

@@ -1,0 +1,92 @@
+"""Prometheus metrics of the whole gateway, defined once.
+
+Labels never carry a token, a URL or a caller-chosen string other than the
+GraphQL operation name, which is cut to a bounded length and character set.
+"""
+
+from __future__ import annotations
+
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+GRAPHQL_REQUESTS = Counter(
+    "gateway_graphql_requests",
+    "GraphQL requests answered, by operation name and outcome (ok, error).",
+    ["operation", "outcome"],
+    registry=REGISTRY,
+)
+GRAPHQL_LATENCY = Histogram(
+    "gateway_graphql_request_seconds",
+    "Time to answer one GraphQL request, by operation name.",
+    ["operation"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+GRAPHQL_ERRORS = Counter(
+    "gateway_graphql_errors",
+    "GraphQL errors returned, by extensions.code.",
+    ["code"],
+    registry=REGISTRY,
+)
+UPSTREAM_CALLS = Counter(
+    "gateway_upstream_calls",
+    "HTTP calls made to an upstream, by upstream, endpoint and outcome.",
+    ["upstream", "endpoint", "outcome"],
+    registry=REGISTRY,
+)
+UPSTREAM_LATENCY = Histogram(
+    "gateway_upstream_call_seconds",
+    "Latency of one upstream HTTP call, by upstream and endpoint.",
+    ["upstream", "endpoint"],
+    buckets=_LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+UPSTREAM_RETRIES = Counter(
+    "gateway_upstream_retries",
+    "Retries of failed upstream calls, by upstream.",
+    ["upstream"],
+    registry=REGISTRY,
+)
+BREAKER_STATE = Gauge(
+    "gateway_circuit_breaker_open",
+    "1 while the upstream's circuit breaker is open or half-open, else 0.",
+    ["upstream"],
+    registry=REGISTRY,
+)
+RATE_LIMIT_WAIT = Histogram(
+    "gateway_rate_limit_wait_seconds",
+    "Time calls queued for the per-upstream rate limit.",
+    ["upstream"],
+    buckets=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
+CACHE_EVENTS = Counter(
+    "gateway_cache_events",
+    "Cache events by upstream and event (hit, miss, stale, error, eviction).",
+    ["upstream", "event"],
+    registry=REGISTRY,
+)
+CACHE_BACKEND_UP = Gauge(
+    "gateway_cache_backend_up",
+    "1 while the shared cache backend answers, 0 while the gateway works without it.",
+    registry=REGISTRY,
+)
+IN_FLIGHT = Gauge(
+    "gateway_http_in_flight_requests",
+    "HTTP requests being served.",
+    registry=REGISTRY,
+)
+
+_OPERATION_NAME = re.compile(r"[^A-Za-z0-9_]")
+
+
+def operation_label(name: str | None) -> str:
+    """A bounded label for a client-chosen operation name."""
+    if not name:
+        return "anonymous"
+    return _OPERATION_NAME.sub("_", name)[:64]

@@ -1,0 +1,97 @@
+"""The one form of time inside the gateway: timezone-aware UTC ``datetime``.
+
+OMA speaks epoch milliseconds (numbers or numeric strings), CBC speaks
+``yyyy-MM-ddTHH:mm:ssZ`` strings. These functions translate both ways at the
+upstream boundary, and parse what GraphQL clients send.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime, timedelta
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Years 0001..9999 only: what datetime can hold, in epoch milliseconds.
+_MIN_MS = -62_135_596_800_000
+_MAX_MS = 253_402_300_799_999
+_NUMERIC = re.compile(r"^[+-]?\d+(\.0*)?$")
+_CBC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def from_epoch_ms(value: int) -> datetime:
+    """Epoch milliseconds to an aware UTC datetime; ``ValueError`` outside years 1..9999."""
+    if not _MIN_MS <= value <= _MAX_MS:
+        raise ValueError(f"epoch milliseconds out of range: {value}")
+    return _EPOCH + timedelta(milliseconds=value)
+
+
+def to_epoch_ms(moment: datetime) -> int:
+    """An aware datetime to epoch milliseconds (what OMA expects for startDate/endDate)."""
+    delta = moment.astimezone(UTC) - _EPOCH
+    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+
+
+def parse_epoch_ms(value: object) -> datetime:
+    """OMA's time fields: a number or a numeric string of epoch milliseconds."""
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a time")
+    if isinstance(value, int):
+        return from_epoch_ms(value)
+    if isinstance(value, float):
+        if not math.isfinite(value) or not value.is_integer():
+            raise ValueError(f"not whole epoch milliseconds: {value!r}")
+        return from_epoch_ms(int(value))
+    if isinstance(value, str) and _NUMERIC.match(value.strip()):
+        return from_epoch_ms(int(value.strip().split(".")[0]))
+    raise ValueError(f"not epoch milliseconds: {value!r}")
+
+
+def parse_cbc_time(value: object) -> datetime:
+    """CBC's time fields: ``yyyy-MM-ddTHH:mm:ssZ`` in UTC."""
+    if not isinstance(value, str):
+        raise ValueError(f"not a UTC time string: {value!r}")
+    return datetime.strptime(value, _CBC_FORMAT).replace(tzinfo=UTC)
+
+
+def format_cbc_time(moment: datetime) -> str:
+    """An aware datetime as CBC expects it; sub-second parts are dropped (CBC has none)."""
+    return moment.astimezone(UTC).strftime(_CBC_FORMAT)
+
+
+def format_iso(moment: datetime) -> str:
+    """The gateway's output form: ISO-8601 UTC with ``Z``, milliseconds only when not zero."""
+    utc = moment.astimezone(UTC)
+    millis = utc.microsecond // 1000
+    base = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{base}.{millis:03d}Z" if millis else f"{base}Z"
+
+
+def parse_client_time(value: object) -> datetime:
+    """What a GraphQL client may send for a ``DateTime``.
+
+    Epoch milliseconds as an integer or numeric string, or an ISO-8601 string with
+    an offset (``Z`` or ``+hh:mm``). A string without an offset is refused: it
+    would silently mean the server's idea of local time.
+    """
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a time")
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC.match(value.strip())):
+        return parse_epoch_ms(value)
+    if not isinstance(value, str):
+        raise ValueError(f"not a time: {value!r}")
+    text = value.strip()
+    if not text or len(text) > 64:
+        raise ValueError("not an ISO-8601 time")
+    if text.endswith(("z", "Z")):
+        text = text[:-1] + "+00:00"
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not an ISO-8601 time: {value!r}") from None
+    if moment.tzinfo is None or "T" not in text.upper():
+        raise ValueError(f"an ISO-8601 time needs a date, a time and an offset: {value!r}")
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"time out of range: {value!r}") from None
