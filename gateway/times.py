@@ -56,15 +56,23 @@ def parse_cbc_time(value: object) -> datetime:
 
 def format_cbc_time(moment: datetime) -> str:
     """An aware datetime as CBC expects it; sub-second parts are dropped (CBC has none)."""
-    return moment.astimezone(UTC).strftime(_CBC_FORMAT)
+    return _date_time(moment.astimezone(UTC)) + "Z"
 
 
 def format_iso(moment: datetime) -> str:
     """The gateway's output form: ISO-8601 UTC with ``Z``, milliseconds only when not zero."""
     utc = moment.astimezone(UTC)
     millis = utc.microsecond // 1000
-    base = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    base = _date_time(utc)
     return f"{base}.{millis:03d}Z" if millis else f"{base}Z"
+
+
+def _date_time(utc: datetime) -> str:
+    # strftime("%Y") does not pad years before 1000 on every platform.
+    return (
+        f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
+        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+    )
 
 
 def parse_client_time(value: object) -> datetime:

@@ -1,0 +1,1 @@
+"""The unified GraphQL schema over OMA subscriptions and CBC resources."""

@@ -1,0 +1,165 @@
+"""The HTTP app: GraphQL, GraphiQL, probes and metrics on Starlette."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.routing import Mount, Route
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.http import GraphQLHTTPResponse
+from strawberry.types import ExecutionResult
+
+from gateway.metrics import REGISTRY
+from gateway.middleware import BodySizeLimit, RequestObserver
+from gateway.runtime import Gateway
+from schema.context import GatewayContext, RequestCredentials
+
+logger = logging.getLogger("gateway.app")
+
+CREDENTIAL_HEADERS = ("X-Auth-Token", "X-Oma-Auth-Token", "X-Cbc-Auth-Token")
+
+
+class GatewayGraphQL(GraphQL[GatewayContext, None]):
+    """Strawberry's ASGI view with the gateway's per-request context."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        limits = gateway.settings.limits
+        super().__init__(
+            gateway.schema,
+            graphql_ide=None,  # the gateway serves its own offline GraphiQL
+            allow_queries_via_get=True,
+            multipart_uploads_enabled=False,
+        )
+        self.gateway = gateway
+        self._max_batch = limits.max_batch_size if limits.allow_batching else 0
+
+    async def get_context(
+        self, request: Request | WebSocket, response: Response | WebSocket
+    ) -> GatewayContext:
+        headers = request.headers
+        context = GatewayContext(
+            upstreams=self.gateway.upstreams,
+            limits=self.gateway.settings.limits,
+            credentials=RequestCredentials.from_headers(
+                headers.get("x-auth-token"),
+                headers.get("x-oma-auth-token"),
+                headers.get("x-cbc-auth-token"),
+            ),
+            fresh="no-cache" in headers.get("cache-control", "").lower(),
+        )
+        request.state.graphql_context = context
+        if isinstance(response, Response):
+            # The answer depends on the caller's token: no shared cache may keep it.
+            response.headers["Cache-Control"] = "private, no-store"
+        return context
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        response = await super().process_result(request, result)
+        context: GatewayContext | None = getattr(request.state, "graphql_context", None)
+        if context is not None and context.stats.stale_served:
+            extensions: dict[str, Any] = dict(response.get("extensions") or {})
+            extensions["stale"] = {
+                "upstreams": sorted(context.stats.stale_served),
+                "message": "an upstream failed; some data was served from an expired cache entry",
+            }
+            response["extensions"] = extensions
+        return response
+
+
+def create_app(gateway: Gateway) -> Starlette:
+    settings = gateway.settings
+    graphql = GatewayGraphQL(gateway)
+    graphiql_enabled = settings.graphiql_enabled
+
+    async def graphql_endpoint(request: Request) -> Response:
+        if request.method == "GET" and _wants_html(request) and "query" not in request.query_params:
+            if not graphiql_enabled:
+                return PlainTextResponse("GraphiQL is off in the production profile", 404)
+            return _graphiql_response()
+        return await graphql.run(request)
+
+    async def healthz(_: Request) -> Response:
+        return JSONResponse({"status": "alive"})
+
+    async def readyz(_: Request) -> Response:
+        cache_ok = await gateway.cache.ping()
+        body: dict[str, Any] = {
+            "status": "draining" if gateway.draining else ("ok" if cache_ok else "degraded"),
+            "profile": settings.profile,
+            "cache": gateway.cache.status(),
+            "breakers": gateway.upstreams.breaker_states(),
+        }
+        # Redis is an accelerator: without it the gateway still answers, so it stays ready.
+        return JSONResponse(body, status_code=503 if gateway.draining else 200)
+
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    routes: list[Route | Mount] = [
+        Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    if graphiql_enabled:
+        from gateway.graphiql_page import assets_built, graphiql_assets_app
+
+        if assets_built():
+            routes.append(Mount("/graphiql-assets", app=graphiql_assets_app()))
+
+    middleware = [
+        Middleware(RequestObserver),
+        Middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes),
+    ]
+    if settings.server.cors_origins:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=list(settings.server.cors_origins),
+                allow_methods=["GET", "POST"],
+                allow_headers=["Content-Type", "Cache-Control", "X-Request-Id", *CREDENTIAL_HEADERS],
+                expose_headers=["X-Request-Id"],
+                max_age=600,
+            )
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await gateway.aclose()
+
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.gateway = gateway
+    return app
+
+
+def _wants_html(request: Request) -> bool:
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _graphiql_response() -> Response:
+    from gateway.graphiql_page import CONTENT_SECURITY_POLICY, assets_built, graphiql_html
+
+    if not assets_built():
+        return PlainTextResponse(
+            "GraphiQL assets are not built: run .ci/build-graphiql", status_code=503
+        )
+    return HTMLResponse(
+        graphiql_html(), headers={"Content-Security-Policy": CONTENT_SECURITY_POLICY}
+    )

@@ -1,0 +1,246 @@
+"""CBC "Querying Customer's Yearly/Monthly Resources".
+
+``POST {base}/v2/orders/suscriptions/resources/query`` (sic: ``suscriptions`` is
+the real path) with the caller's ``X-Auth-Token``. Every body field is optional:
+``resource_ids`` (at most 50), ``order_id`` (at most 64 characters),
+``only_main_resource`` (0 primary and attached, the default; 1 primary only),
+``status_list`` (at most 10 of 2 provisioned, 4 frozen, 5 expired), ``offset``
+(>= 0), ``limit`` (1..500, default 10), ``expire_time_begin``/``expire_time_end``
+(UTC ``yyyy-MM-ddTHH:mm:ssZ``). Answers ``{data, total_count}``; failures carry
+``error_code``/``error_msg``: 400 CBC.0100, 403 CBC.0151, 500 CBC.0999.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from gateway.caller import Caller
+from gateway.codec import RecordCodec
+from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
+from gateway.fields import read_int, read_text, read_time
+from gateway.paging import chunks, fetch_all, fetch_range, records_of
+from gateway.times import format_cbc_time, parse_cbc_time
+from gateway.upstream import UpstreamClient, classify_http_failure
+
+UPSTREAM = "cbc"
+PATH = "/v2/orders/suscriptions/resources/query"
+MAX_PAGE_SIZE = 500
+MAX_RESOURCE_IDS = 50
+MAX_ORDER_ID_LENGTH = 64
+MAX_STATUSES = 10
+QUERYABLE_STATUSES = frozenset({2, 4, 5})
+"""``status_list`` accepts provisioned, frozen and expired; closed is never visible."""
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceQuery:
+    resource_ids: tuple[str, ...] = ()
+    order_id: str | None = None
+    only_main_resource: bool = False
+    statuses: tuple[int, ...] = ()
+    offset: int = 0
+    limit: int = 10
+    expire_from: datetime | None = None
+    expire_to: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceRecord:
+    id: str
+    resource_id: str
+    name: str | None
+    region_code: str | None
+    service_type_code: str | None
+    resource_type_code: str | None
+    spec_code: str | None
+    project_id: str | None
+    product_id: str | None
+    parent_resource_id: str | None
+    is_main_resource: bool
+    status: int | None
+    effective_at: datetime | None
+    expires_at: datetime | None
+    expire_policy: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourcePage:
+    records: tuple[ResourceRecord, ...]
+    total: int
+
+
+def parse_resource(record: Mapping[str, Any]) -> ResourceRecord:
+    resource_id = read_text(record, "resource_id")
+    if not resource_id:
+        raise ValueError("a resource record without resource_id")
+    return ResourceRecord(
+        id=read_text(record, "id") or resource_id,
+        resource_id=resource_id,
+        name=read_text(record, "resource_name"),
+        region_code=read_text(record, "region_code"),
+        service_type_code=read_text(record, "service_type_code"),
+        resource_type_code=read_text(record, "resource_type_code"),
+        spec_code=read_text(record, "resource_spec_code"),
+        project_id=read_text(record, "project_id"),
+        product_id=read_text(record, "product_id"),
+        # An empty parent id means "none", not a resource named "".
+        parent_resource_id=read_text(record, "parent_resource_id") or None,
+        is_main_resource=read_int(record, "is_main_resource") == 1,
+        status=read_int(record, "status"),
+        effective_at=read_time(record, "effective_time", parse_cbc_time),
+        expires_at=read_time(record, "expire_time", parse_cbc_time),
+        expire_policy=read_int(record, "expire_policy"),
+    )
+
+
+class ResourcesQueryEndpoint:
+    upstream = UPSTREAM
+    name = "resources_query"
+    path = PATH
+    codec = RecordCodec(ResourcePage)
+
+    def validate(self, query: ResourceQuery) -> None:
+        def refuse(message: str) -> InvalidRequest:
+            return InvalidRequest(message, upstream=UPSTREAM)
+
+        if not 1 <= query.limit <= MAX_PAGE_SIZE:
+            raise refuse(f"CBC page size must be 1..{MAX_PAGE_SIZE}, got {query.limit}")
+        if query.offset < 0:
+            raise refuse(f"offset must be >= 0, got {query.offset}")
+        if len(query.resource_ids) > MAX_RESOURCE_IDS:
+            raise refuse(
+                f"at most {MAX_RESOURCE_IDS} resource ids per CBC call, got {len(query.resource_ids)}"
+            )
+        if any(not rid or len(rid) > 128 for rid in query.resource_ids):
+            raise refuse("resource ids must be 1..128 characters")
+        if query.order_id is not None and not 1 <= len(query.order_id) <= MAX_ORDER_ID_LENGTH:
+            raise refuse(f"an order id is 1..{MAX_ORDER_ID_LENGTH} characters")
+        if len(query.statuses) > MAX_STATUSES:
+            raise refuse(f"at most {MAX_STATUSES} statuses, got {len(query.statuses)}")
+        unknown = sorted(set(query.statuses) - QUERYABLE_STATUSES)
+        if unknown:
+            raise refuse(f"status_list accepts 2, 4 and 5 only, got {unknown}")
+        if (
+            query.expire_from is not None
+            and query.expire_to is not None
+            and query.expire_from > query.expire_to
+        ):
+            raise refuse("the expiry window starts after it ends")
+
+    def body(self, query: ResourceQuery) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "only_main_resource": 1 if query.only_main_resource else 0,
+            "offset": query.offset,
+            "limit": query.limit,
+        }
+        if query.resource_ids:
+            body["resource_ids"] = list(query.resource_ids)
+        if query.order_id is not None:
+            body["order_id"] = query.order_id
+        if query.statuses:
+            body["status_list"] = sorted(set(query.statuses))
+        if query.expire_from is not None:
+            body["expire_time_begin"] = format_cbc_time(query.expire_from)
+        if query.expire_to is not None:
+            body["expire_time_end"] = format_cbc_time(query.expire_to)
+        return body
+
+    def cache_params(self, query: ResourceQuery) -> tuple[tuple[str, object], ...]:
+        body = self.body(query)
+        if "resource_ids" in body:
+            body["resource_ids"] = tuple(body["resource_ids"])
+        if "status_list" in body:
+            body["status_list"] = tuple(body["status_list"])
+        return tuple(sorted(body.items()))
+
+    def parse(self, status: int, headers: httpx.Headers, payload: Any) -> ResourcePage:
+        code = read_text(payload, "error_code") if isinstance(payload, Mapping) else None
+        if status != 200:
+            message = "upstream refused the request"
+            if isinstance(payload, Mapping) and isinstance(payload.get("error_msg"), str):
+                message = payload["error_msg"][:200]
+            if code in ("CBC.0999",) and status < 500:
+                status = 500
+            raise classify_http_failure(UPSTREAM, status, headers, code, message)
+        if not isinstance(payload, Mapping):
+            raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, "response is not an object")
+        data = payload.get("data")
+        if data is None:
+            # An empty answer may omit data; an error_code or no total_count is a failure.
+            if code or "total_count" not in payload:
+                raise UpstreamError(
+                    ErrorKind.BAD_RESPONSE,
+                    UPSTREAM,
+                    f"upstream error {code}" if code else "response has no data list",
+                    status=status,
+                    upstream_code=code,
+                )
+            data = []
+        if not isinstance(data, list):
+            raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, "response data is not a list")
+        try:
+            records = tuple(parse_resource(r) for r in data if isinstance(r, Mapping))
+        except ValueError as exc:
+            raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, str(exc), status=status) from None
+        total = read_int(payload, "total_count")
+        return ResourcePage(records=records, total=total if total is not None else len(records))
+
+
+RESOURCES_QUERY = ResourcesQueryEndpoint()
+
+
+class CbcClient:
+    """Resources for a caller: pages, ranges, id lookups in chunks of 50, whole orders."""
+
+    def __init__(self, client: UpstreamClient[ResourceQuery, ResourcePage]) -> None:
+        self._client = client
+
+    async def fetch_resource_page(self, caller: Caller, query: ResourceQuery) -> ResourcePage:
+        return await self._client.fetch(caller, query)
+
+    async def fetch_resource_range(
+        self, caller: Caller, query: ResourceQuery, *, offset: int, count: int
+    ) -> ResourcePage:
+        """``count`` resources matching ``query`` from ``offset``, every page at once."""
+        pages, total = await fetch_range(
+            lambda o, n: self.fetch_resource_page(caller, replace(query, offset=o, limit=n)),
+            offset,
+            count,
+            MAX_PAGE_SIZE,
+        )
+        return ResourcePage(records=tuple(records_of(pages)), total=total)
+
+    async def fetch_all_resources(
+        self, caller: Caller, query: ResourceQuery, *, max_records: int = 10_000
+    ) -> ResourcePage:
+        pages, total = await fetch_all(
+            lambda o, n: self.fetch_resource_page(caller, replace(query, offset=o, limit=n)),
+            MAX_PAGE_SIZE,
+            max_records=max_records,
+        )
+        return ResourcePage(records=tuple(records_of(pages)), total=total)
+
+    async def fetch_resources_by_ids(
+        self, caller: Caller, resource_ids: Sequence[str], *, only_main_resource: bool
+    ) -> list[tuple[ResourceRecord, ...]]:
+        """One answer per chunk of at most 50 ids, all chunks in flight together.
+
+        With ``only_main_resource`` False the answer holds the named resources and
+        the resources attached to them, as the API documents.
+        """
+        unique = list(dict.fromkeys(resource_ids))
+        pages = await asyncio.gather(
+            *(
+                self.fetch_all_resources(
+                    caller, ResourceQuery(resource_ids=chunk, only_main_resource=only_main_resource)
+                )
+                for chunk in chunks(unique, MAX_RESOURCE_IDS)
+            )
+        )
+        return [page.records for page in pages]

@@ -1,0 +1,233 @@
+"""The ``gateway`` command: serve, demo, export-schema, check-config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+import uvicorn
+
+from gateway.config import ConfigError, ServerSettings, Settings
+
+logger = logging.getLogger("gateway.cli")
+
+SAMPLE_QUERY = """\
+query Demo {
+  subscriptions(first: 3) {
+    totalCount
+    nodes {
+      id
+      skuName
+      createdAt
+      resources { resourceId name status expiresAt attachedResources { resourceId name } }
+    }
+  }
+}"""
+
+
+class DrainingServer(uvicorn.Server):
+    """On SIGTERM/SIGINT: readiness turns false at once, uvicorn stops accepting, lets
+    in-flight requests finish within the grace period, then exits."""
+
+    def __init__(self, config: uvicorn.Config, on_drain: list[object]) -> None:
+        super().__init__(config)
+        self._drain_targets = on_drain
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        for target in self._drain_targets:
+            target.draining = True  # type: ignore[attr-defined]
+        logger.info("draining: readiness is now false", extra={"signal": sig})
+        super().handle_exit(sig, frame)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = Settings.from_env()
+    server = settings.server
+    overrides = {
+        key: value
+        for key, value in (
+            ("host", getattr(args, "host", None)),
+            ("port", getattr(args, "port", None)),
+            ("workers", getattr(args, "workers", None)),
+        )
+        if value is not None
+    }
+    if overrides:
+        server = dataclasses.replace(server, **overrides)  # type: ignore[arg-type]
+        settings = settings.replace(server=server)
+    return settings
+
+
+def _uvicorn_config(app: object, server: ServerSettings) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,  # type: ignore[arg-type]
+        host=server.host,
+        port=server.port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(server.shutdown_grace),
+        server_header=False,
+    )
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+    from gateway.logs import configure_logging
+    from gateway.runtime import Gateway
+
+    settings = _settings(args)
+    configure_logging(settings.server.log_level)
+    if settings.server.workers > 1:
+        # Several workers need an import string; each builds its own gateway.
+        uvicorn.run(
+            "gateway.cli:app_from_environment",
+            factory=True,
+            host=settings.server.host,
+            port=settings.server.port,
+            workers=settings.server.workers,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=int(settings.server.shutdown_grace),
+        )
+        return 0
+    gateway = Gateway.build(settings)
+    app = create_app(gateway)
+    server = DrainingServer(_uvicorn_config(app, settings.server), [gateway])
+    logger.info(
+        "serving",
+        extra={"host": settings.server.host, "port": settings.server.port, "profile": settings.profile},
+    )
+    server.run()
+    return 0
+
+
+def app_from_environment() -> object:
+    from gateway.app import create_app
+    from gateway.logs import configure_logging
+    from gateway.runtime import Gateway
+
+    settings = Settings.from_env()
+    configure_logging(settings.server.log_level)
+    return create_app(Gateway.build(settings))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+    from gateway.logs import configure_logging
+    from gateway.runtime import Gateway
+    from gateway.simulator import Simulator, SimulatorConfig
+
+    base = Settings.from_env()
+    simulator_url = f"http://127.0.0.1:{args.simulator_port}"
+    settings = base.replace(
+        profile="development",
+        oma=dataclasses.replace(base.oma, base_url=simulator_url),
+        cbc=dataclasses.replace(base.cbc, base_url=simulator_url),
+        server=dataclasses.replace(base.server, host=args.host, port=args.port),
+    )
+    configure_logging(settings.server.log_level)
+    simulator = Simulator(SimulatorConfig(seed=args.seed, subscriptions=args.subscriptions))
+    gateway = Gateway.build(settings)
+    gateway_server = DrainingServer(_uvicorn_config(create_app(gateway), settings.server), [gateway])
+    simulator_server = uvicorn.Server(
+        uvicorn.Config(
+            simulator.app,
+            host="127.0.0.1",
+            port=args.simulator_port,
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+        )
+    )
+    url = f"http://{args.host}:{args.port}/graphql"
+    print(
+        f"\nGateway demo: GraphiQL at {url}\n"
+        f"Simulator of OMA and CBC at {simulator_url}\n"
+        f"Any token works as a tenant of its own; in GraphiQL's Headers tab put\n"
+        f'  {{"X-Auth-Token": "demo-token"}}\nand try:\n\n{SAMPLE_QUERY}\n\n'
+        f"or from a shell:\n  curl -s {url} -H 'Content-Type: application/json' "
+        f"-H 'X-Auth-Token: demo-token' "
+        f"-d '{{\"query\": \"{{ subscriptions(first: 2) {{ totalCount nodes {{ id skuName }} }} }}\"}}'\n",
+        flush=True,
+    )
+
+    async def run_both() -> None:
+        simulator_task = asyncio.create_task(simulator_server.serve())
+        try:
+            await gateway_server.serve()
+        finally:
+            simulator_server.should_exit = True
+            await simulator_task
+
+    asyncio.run(run_both())
+    return 0
+
+
+def cmd_export_schema(_: argparse.Namespace) -> int:
+    from schema.build import print_sdl
+
+    sys.stdout.write(print_sdl())
+    return 0
+
+
+def cmd_check_config(_: argparse.Namespace) -> int:
+    try:
+        settings = Settings.from_env()
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(f"configuration is valid (profile {settings.profile})")
+    print(f"  OMA upstream: {settings.oma.base_url}")
+    print(f"  CBC upstream: {settings.cbc.base_url}")
+    print(f"  cache: {settings.cache.url.split('@')[-1]}")
+    print(f"  listening on {settings.server.host}:{settings.server.port}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gateway",
+        description="GraphQL gateway over the OMA subscription and CBC resource APIs.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the production server (uvicorn)")
+    serve.add_argument("--host", help="listen address (GATEWAY_HOST)")
+    serve.add_argument("--port", type=int, help="listen port (GATEWAY_PORT)")
+    serve.add_argument("--workers", type=int, help="worker processes (GATEWAY_WORKERS)")
+    serve.set_defaults(handler=cmd_serve)
+
+    demo = commands.add_parser("demo", help="run the simulator and the gateway wired together")
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--simulator-port", type=int, default=8081)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--subscriptions", type=int, default=300)
+    demo.set_defaults(handler=cmd_demo)
+
+    export = commands.add_parser("export-schema", help="print the GraphQL SDL")
+    export.set_defaults(handler=cmd_export_schema)
+
+    check = commands.add_parser("check-config", help="validate GATEWAY_* settings")
+    check.set_defaults(handler=cmd_check_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Both upstream clients, built once for the life of the app."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import httpx
+
+from gateway.cache import PageCache
+from gateway.cbc import RESOURCES_QUERY, CbcClient, ResourcePage, ResourceQuery
+from gateway.config import Settings, UpstreamSettings
+from gateway.http import build_http_client
+from gateway.oma import QUERY_RESOURCE, OmaClient, SubscriptionPage, SubscriptionQuery
+from gateway.resilience import RateLimiter, UpstreamGuard
+from gateway.upstream import UpstreamClient
+
+
+@dataclass(frozen=True, slots=True)
+class Upstreams:
+    oma: OmaClient
+    cbc: CbcClient
+    guards: Mapping[str, UpstreamGuard]
+    http_clients: tuple[httpx.AsyncClient, ...]
+
+    def breaker_states(self) -> dict[str, str]:
+        return {name: guard.breaker.state for name, guard in self.guards.items()}
+
+    async def aclose(self) -> None:
+        for client in self.http_clients:
+            await client.aclose()
+
+
+def build_upstreams(
+    settings: Settings,
+    cache: PageCache,
+    *,
+    transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    rate_limiters: Mapping[str, RateLimiter] | None = None,
+) -> Upstreams:
+    """``transports`` is the test seam: a mock or ASGI transport per upstream name."""
+    transports = transports or {}
+    rate_limiters = rate_limiters or {}
+
+    def parts(upstream: UpstreamSettings) -> tuple[httpx.AsyncClient, UpstreamGuard]:
+        http = build_http_client(upstream, transports.get(upstream.name))
+        guard = UpstreamGuard(upstream, rate_limiter=rate_limiters.get(upstream.name))
+        return http, guard
+
+    oma_http, oma_guard = parts(settings.oma)
+    cbc_http, cbc_guard = parts(settings.cbc)
+    oma = UpstreamClient[SubscriptionQuery, SubscriptionPage](
+        settings.oma, QUERY_RESOURCE, oma_http, cache, oma_guard
+    )
+    cbc = UpstreamClient[ResourceQuery, ResourcePage](
+        settings.cbc, RESOURCES_QUERY, cbc_http, cache, cbc_guard
+    )
+    return Upstreams(
+        oma=OmaClient(oma),
+        cbc=CbcClient(cbc),
+        guards={"oma": oma_guard, "cbc": cbc_guard},
+        http_clients=(oma_http, cbc_http),
+    )

@@ -1,0 +1,77 @@
+"""Bytes for the shared cache: parsed pages of frozen records, and back.
+
+Pages are frozen dataclasses whose fields are ``str``, ``int``, ``bool``,
+``datetime`` (aware UTC), ``None`` or tuples of nested records. JSON keeps the
+shared cache readable and safe to load (no pickle: a compromised Redis must not
+become code execution in the gateway).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+import orjson
+
+from gateway.times import from_epoch_ms, to_epoch_ms
+
+T = TypeVar("T")
+
+
+def _encode_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return {"$ms": to_epoch_ms(value)}
+    raise TypeError(f"cannot cache {type(value).__name__}")
+
+
+class RecordCodec(Generic[T]):
+    """Encodes a frozen dataclass tree to JSON bytes and rebuilds it from its type hints."""
+
+    def __init__(self, root: type[T]) -> None:
+        self._root = root
+        self._hints: dict[type[Any], dict[str, Any]] = {}
+
+    def encode(self, value: T) -> bytes:
+        # Dataclasses become lists in field order: compact, and decoding is positional.
+        return orjson.dumps(self._to_plain(value), default=_encode_default)
+
+    def decode(self, data: bytes) -> T:
+        value: T = self._build(self._root, orjson.loads(data))
+        return value
+
+    def _to_plain(self, value: object) -> object:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return [self._to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)]
+        if isinstance(value, tuple):
+            return [self._to_plain(item) for item in value]
+        return value
+
+    def _field_hints(self, cls: type[Any]) -> dict[str, Any]:
+        hints = self._hints.get(cls)
+        if hints is None:
+            hints = typing.get_type_hints(cls)
+            self._hints[cls] = hints
+        return hints
+
+    def _build(self, hint: Any, raw: Any) -> Any:
+        if raw is None:
+            return None
+        origin = typing.get_origin(hint)
+        if origin in (typing.Union, types.UnionType):
+            inner = [a for a in typing.get_args(hint) if a is not type(None)]
+            return self._build(inner[0], raw)
+        if origin is tuple:
+            item = typing.get_args(hint)[0]
+            return tuple(self._build(item, entry) for entry in raw)
+        if hint is datetime:
+            return from_epoch_ms(raw["$ms"])
+        if dataclasses.is_dataclass(hint):
+            hints = self._field_hints(hint)
+            names = [f.name for f in dataclasses.fields(hint) if f.init]
+            return hint(
+                **{name: self._build(hints[name], entry) for name, entry in zip(names, raw, strict=True)}
+            )
+        return raw

@@ -1,0 +1,162 @@
+"""ASGI middleware: request ids, the per-request log line and metrics, body limits."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from gateway.metrics import (
+    GRAPHQL_ERRORS,
+    GRAPHQL_LATENCY,
+    GRAPHQL_REQUESTS,
+    IN_FLIGHT,
+    operation_label,
+)
+
+logger = logging.getLogger("gateway.request")
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class RequestObserver:
+    """Gives every request an id (accepting a sane ``X-Request-Id``), and logs one JSON
+    line per request with what it cost upstream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, b"x-request-id")
+        request_id = incoming if incoming and _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = MutableHeaders(scope=message)
+                headers["X-Request-Id"] = request_id
+                headers.setdefault("X-Content-Type-Options", "nosniff")
+            await send(message)
+
+        IN_FLIGHT.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            IN_FLIGHT.dec()
+            self._record(scope, request_id, status, time.perf_counter() - started)
+
+    def _record(self, scope: Scope, request_id: str, status: int, elapsed: float) -> None:
+        path: str = scope.get("path", "")
+        entry: dict[str, Any] = {
+            "request_id": request_id,
+            "method": scope.get("method"),
+            "path": path,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+        }
+        context = scope.get("state", {}).get("graphql_context")
+        if context is not None:
+            operation = operation_label(context.operation_name)
+            outcome = "error" if context.error_codes or status >= 400 else "ok"
+            GRAPHQL_REQUESTS.labels(operation, outcome).inc()
+            GRAPHQL_LATENCY.labels(operation).observe(elapsed)
+            for code in context.error_codes:
+                GRAPHQL_ERRORS.labels(code).inc()
+            entry.update(
+                operation=context.operation_name,
+                upstream_calls=context.stats.upstream_calls,
+                cache_hits=context.stats.cache_hits,
+                cache_misses=context.stats.cache_misses,
+                error_codes=sorted(set(context.error_codes)),
+            )
+        if path in ("/healthz", "/readyz", "/metrics"):
+            logger.debug("request", extra=entry)
+        else:
+            logger.info("request", extra=entry)
+
+
+class BodySizeLimit:
+    """Refuses request bodies over ``max_bytes`` with 413, whether declared or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _header(scope, b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
+            await _too_large(send, self.max_bytes)
+            return
+        received = 0
+        refused = False
+
+        async def limited_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    refused = True
+                    raise _BodyTooLarge
+            return message
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await _too_large(send, self.max_bytes)
+        except Exception:
+            if refused and not started:
+                await _too_large(send, self.max_bytes)
+            else:
+                raise
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+async def _too_large(send: Send, max_bytes: int) -> None:
+    body = f"request body over {max_bytes} bytes".encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            decoded: str = value.decode("latin-1")
+            return decoded
+    return None

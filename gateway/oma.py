@@ -1,0 +1,233 @@
+"""OMA "Querying Subscription Information" (business software mall subscriptions).
+
+``POST {base}/rest/oma/softwareconsole/tenant/queryresource`` with the caller's
+``X-Auth-Token``. Body: ``limit`` (mandatory, "must be less than 100"),
+``offset`` (mandatory, >= 0), ``startDate``/``endDate`` (optional epoch ms; the
+window applies to the subscription's modification time). Answers
+``{result, count, returnCode, description}``; ``returnCode`` other than "0" is a
+failure even with HTTP 200. 401 and 502 carry a ``schema`` string.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+
+from gateway.caller import Caller
+from gateway.codec import RecordCodec
+from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
+from gateway.fields import read_int, read_text, read_time
+from gateway.paging import fetch_all, fetch_range, records_of
+from gateway.times import parse_epoch_ms, to_epoch_ms
+from gateway.upstream import UpstreamClient, classify_http_failure
+
+UPSTREAM = "oma"
+PATH = "/rest/oma/softwareconsole/tenant/queryresource"
+MAX_PAGE_SIZE = 99
+"""The documented limit "must be less than 100"."""
+
+logger = logging.getLogger("gateway.upstream")
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionQuery:
+    limit: int
+    offset: int = 0
+    start: datetime | None = None
+    """Earliest modification time (``startDate``)."""
+    end: datetime | None = None
+    """Latest modification time (``endDate``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionRecord:
+    """One subscription, fields renamed to what they mean (``procutName`` is the charging mode)."""
+
+    id: str
+    order_id: str
+    status: int | None
+    created_at: datetime | None
+    modified_at: datetime | None
+    expires_at: datetime | None
+    cec_expires_at: datetime | None
+    sku_name: str | None
+    sku_code: str | None
+    charging_mode: str | None
+    product_id: str | None
+    order_amount: str | None
+    quantity: int | None
+    period_number: int | None
+    period_type: str | None
+    operation_type: str | None
+    remark: str | None
+    customer_id: str | None
+    customer_name: str | None
+    company: str | None
+    vdn_id: str | None
+    cec_tenant_id: str | None
+    cec_tenant_name: str | None
+    cec_feature_type: str | None
+    create_source: str | None
+    manual_status: str | None
+    auto_status: str | None
+    trial: bool | None
+    retry_times: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionPage:
+    records: tuple[SubscriptionRecord, ...]
+    total: int
+
+
+def parse_subscription(record: Mapping[str, Any]) -> SubscriptionRecord:
+    """One record of ``result``; raises ``ValueError`` only when it cannot be identified."""
+    ident = read_text(record, "id")
+    order_id = read_text(record, "orderId")
+    if not ident or not order_id:
+        raise ValueError("a subscription record without id or orderId")
+    trial_flag = read_int(record, "trialFlag")
+    return SubscriptionRecord(
+        id=ident,
+        order_id=order_id,
+        status=read_int(record, "status"),
+        created_at=read_time(record, "createTime", parse_epoch_ms),
+        modified_at=read_time(record, "modifyTime", parse_epoch_ms),
+        expires_at=read_time(record, "expireTime", parse_epoch_ms),
+        cec_expires_at=read_time(record, "cecExpireTime", parse_epoch_ms),
+        sku_name=read_text(record, "skuName"),
+        sku_code=read_text(record, "skuCode"),
+        charging_mode=read_text(record, "procutName"),
+        product_id=read_text(record, "productId"),
+        order_amount=read_text(record, "orderAmount"),
+        quantity=read_int(record, "amount"),
+        period_number=read_int(record, "periodNumber"),
+        period_type=read_text(record, "periodType"),
+        operation_type=read_text(record, "opType"),
+        remark=read_text(record, "remark"),
+        customer_id=read_text(record, "customerId"),
+        customer_name=read_text(record, "customerName"),
+        company=read_text(record, "company"),
+        vdn_id=read_text(record, "vdnId"),
+        cec_tenant_id=read_text(record, "cecTenantId"),
+        cec_tenant_name=read_text(record, "cecTenantName"),
+        cec_feature_type=read_text(record, "cecFeatureType"),
+        create_source=read_text(record, "createSource"),
+        manual_status=read_text(record, "manualStatus"),
+        auto_status=read_text(record, "autoStatus"),
+        trial=None if trial_flag is None else trial_flag != 0,
+        retry_times=read_int(record, "retryTimes"),
+    )
+
+
+class QueryResourceEndpoint:
+    """The endpoint description ``UpstreamClient`` runs."""
+
+    upstream = UPSTREAM
+    name = "queryresource"
+    path = PATH
+    codec = RecordCodec(SubscriptionPage)
+
+    def validate(self, query: SubscriptionQuery) -> None:
+        if not 1 <= query.limit <= MAX_PAGE_SIZE:
+            raise InvalidRequest(
+                f"OMA page size must be 1..{MAX_PAGE_SIZE}, got {query.limit}", upstream=UPSTREAM
+            )
+        if query.offset < 0:
+            raise InvalidRequest(f"offset must be >= 0, got {query.offset}", upstream=UPSTREAM)
+        if query.start is not None and query.end is not None and query.start > query.end:
+            raise InvalidRequest("the time window starts after it ends", upstream=UPSTREAM)
+
+    def body(self, query: SubscriptionQuery) -> dict[str, Any]:
+        body: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
+        if query.start is not None:
+            body["startDate"] = to_epoch_ms(query.start)
+        if query.end is not None:
+            body["endDate"] = to_epoch_ms(query.end)
+        return body
+
+    def cache_params(self, query: SubscriptionQuery) -> tuple[tuple[str, object], ...]:
+        return tuple(sorted(self.body(query).items()))
+
+    def parse(self, status: int, headers: httpx.Headers, payload: Any) -> SubscriptionPage:
+        if status != 200:
+            message = "upstream refused the request"
+            if isinstance(payload, Mapping) and isinstance(payload.get("schema"), str):
+                message = payload["schema"][:200]
+            code = payload.get("error_code") if isinstance(payload, Mapping) else None
+            raise classify_http_failure(
+                UPSTREAM, status, headers, code if isinstance(code, str) else None, message
+            )
+        if not isinstance(payload, Mapping) or not isinstance(payload.get("result"), list):
+            raise UpstreamError(
+                ErrorKind.BAD_RESPONSE, UPSTREAM, "response has no result list", status=status
+            )
+        return_code = read_text(payload, "returnCode")
+        if return_code != "0":
+            description = read_text(payload, "description") or "no description"
+            raise UpstreamError(
+                ErrorKind.BAD_RESPONSE,
+                UPSTREAM,
+                f"upstream returnCode {return_code}: {description[:200]}",
+                status=status,
+                upstream_code=return_code,
+            )
+        try:
+            records = tuple(parse_subscription(r) for r in payload["result"] if isinstance(r, Mapping))
+        except ValueError as exc:
+            raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, str(exc), status=status) from None
+        count = read_int(payload, "count")
+        return SubscriptionPage(records=records, total=count if count is not None else len(records))
+
+
+QUERY_RESOURCE = QueryResourceEndpoint()
+
+
+class OmaClient:
+    """Subscriptions for a caller, page by page or as ranges."""
+
+    def __init__(self, client: UpstreamClient[SubscriptionQuery, SubscriptionPage]) -> None:
+        self._client = client
+
+    async def fetch_subscription_page(
+        self, caller: Caller, query: SubscriptionQuery
+    ) -> SubscriptionPage:
+        return await self._client.fetch(caller, query)
+
+    async def fetch_subscription_range(
+        self,
+        caller: Caller,
+        *,
+        offset: int,
+        count: int,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> SubscriptionPage:
+        """``count`` subscriptions from ``offset``: every page requested at once."""
+        pages, total = await fetch_range(
+            lambda o, n: self.fetch_subscription_page(caller, SubscriptionQuery(n, o, start, end)),
+            offset,
+            count,
+            MAX_PAGE_SIZE,
+        )
+        return SubscriptionPage(records=tuple(records_of(pages)), total=total)
+
+    async def fetch_all_subscriptions(
+        self,
+        caller: Caller,
+        *,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        max_records: int = 10_000,
+    ) -> SubscriptionPage:
+        pages, total = await fetch_all(
+            lambda o, n: self.fetch_subscription_page(caller, SubscriptionQuery(n, o, start, end)),
+            MAX_PAGE_SIZE,
+            max_records=max_records,
+        )
+        return SubscriptionPage(records=tuple(records_of(pages)), total=total)

@@ -1,0 +1,227 @@
+"""What every upstream call goes through: validation, cache, resilience, HTTP, parsing.
+
+An upstream module (``gateway.oma``, ``gateway.cbc``) describes its endpoint as an
+``Endpoint``: path, request validation and body, cache parameters, response
+parsing and error translation. ``UpstreamClient`` runs any endpoint of one
+upstream; a third upstream is one more module with one more ``Endpoint``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
+
+import httpx
+import orjson
+
+from gateway.cache import CacheKey, Codec, PageCache
+from gateway.caller import Caller
+from gateway.config import UpstreamSettings
+from gateway.errors import ErrorKind, UpstreamError
+from gateway.metrics import UPSTREAM_CALLS, UPSTREAM_LATENCY
+from gateway.resilience import UpstreamGuard
+
+logger = logging.getLogger("gateway.upstream")
+
+Q = TypeVar("Q", contravariant=True)
+P = TypeVar("P")
+Qx = TypeVar("Qx")
+
+
+class Endpoint(Protocol[Q, P]):
+    """One upstream operation, described in the upstream's own module."""
+
+    upstream: str
+    name: str
+    path: str
+    codec: Codec[P]
+
+    def validate(self, query: Q) -> None:
+        """Raise ``InvalidRequest`` for anything the upstream would refuse."""
+
+    def body(self, query: Q) -> dict[str, Any]:
+        """The JSON body the upstream expects."""
+        ...
+
+    def cache_params(self, query: Q) -> tuple[tuple[str, object], ...]:
+        """The normalised parameters that identify the answer."""
+        ...
+
+    def parse(self, status: int, headers: httpx.Headers, payload: Any) -> P:
+        """Turn a decoded response into a typed page, or raise ``UpstreamError``."""
+        ...
+
+
+class UpstreamClient(Generic[Qx, P]):
+    """Runs one endpoint for callers, each with their own token."""
+
+    def __init__(
+        self,
+        settings: UpstreamSettings,
+        endpoint: Endpoint[Qx, P],
+        http: httpx.AsyncClient,
+        cache: PageCache,
+        guard: UpstreamGuard,
+    ) -> None:
+        self.settings = settings
+        self.endpoint = endpoint
+        self._http = http
+        self._cache = cache
+        self.guard = guard
+
+    async def fetch(self, caller: Caller, query: Qx) -> P:
+        """One page for one caller: from the cache when fresh, else from the upstream."""
+        endpoint = self.endpoint
+        endpoint.validate(query)
+        key = CacheKey(
+            upstream=endpoint.upstream,
+            endpoint=endpoint.name,
+            params=endpoint.cache_params(query),
+            credential=caller.fingerprint,
+        )
+
+        async def fetch_from_upstream() -> P:
+            return await self.guard.run(lambda remaining: self._attempt(caller, query, remaining))
+
+        result = await self._cache.get_or_fetch(
+            key,
+            fetch_from_upstream,
+            endpoint.codec,
+            ttl=self.settings.cache_ttl,
+            refresh=caller.fresh,
+        )
+        stats = caller.stats
+        if result.source == "hit":
+            stats.cache_hits += 1
+        elif result.source == "stale":
+            stats.cache_hits += 1
+            if endpoint.upstream not in stats.stale_served:
+                stats.stale_served.append(endpoint.upstream)
+        elif result.source == "miss":
+            stats.cache_misses += 1
+        return result.value
+
+    async def _attempt(self, caller: Caller, query: Qx, remaining: float) -> P:
+        """One HTTP try. Every failure leaves here as an ``UpstreamError``."""
+        endpoint = self.endpoint
+        name = endpoint.upstream
+        timeout = httpx.Timeout(
+            min(self.settings.read_timeout, remaining),
+            connect=min(self.settings.connect_timeout, remaining),
+        )
+        caller.stats.upstream_calls += 1
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            try:
+                response = await self._http.post(
+                    endpoint.path,
+                    content=orjson.dumps(endpoint.body(query)),
+                    headers={"Content-Type": "application/json", "X-Auth-Token": caller.token},
+                    timeout=timeout,
+                )
+            except httpx.TimeoutException as exc:
+                # aiohttp reports a dropped connection as a connect timeout; only a
+                # read or pool timeout says the upstream was too slow.
+                if isinstance(exc, httpx.ConnectTimeout):
+                    raise _unavailable(name, "could not connect") from None
+                raise UpstreamError(ErrorKind.TIMEOUT, name, "upstream timed out") from None
+            except httpx.HTTPError as exc:
+                raise _unavailable(name, f"connection failed ({type(exc).__name__})") from None
+            payload = _decode_json(name, response)
+            page = endpoint.parse(response.status_code, response.headers, payload)
+            outcome = "ok"
+            return page
+        except UpstreamError as exc:
+            outcome = exc.kind.name.lower()
+            logger.debug(
+                "upstream call failed",
+                extra={"upstream": name, "endpoint": endpoint.name, "error": repr(exc)},
+            )
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            UPSTREAM_CALLS.labels(name, endpoint.name, outcome).inc()
+            UPSTREAM_LATENCY.labels(name, endpoint.name).observe(elapsed)
+            logger.debug(
+                "upstream call",
+                extra={
+                    "upstream": name,
+                    "endpoint": endpoint.name,
+                    "outcome": outcome,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
+            )
+
+
+def _unavailable(upstream: str, message: str) -> UpstreamError:
+    return UpstreamError(ErrorKind.UNAVAILABLE, upstream, message)
+
+
+def _decode_json(upstream: str, response: httpx.Response) -> Any:
+    """The body as JSON, or ``None`` for an empty body; anything else is a bad response
+    unless the status already says what went wrong."""
+    content = response.content
+    if not content.strip():
+        return None
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        if response.status_code >= 500:
+            return None  # an HTML error page from a proxy: the status tells enough
+        raise UpstreamError(
+            ErrorKind.BAD_RESPONSE,
+            upstream,
+            "upstream answered with a body that is not JSON",
+            status=response.status_code,
+        ) from None
+
+
+def retry_after_seconds(headers: httpx.Headers | Mapping[str, str]) -> float | None:
+    """``Retry-After`` as seconds: either delta-seconds or an HTTP date."""
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    raw = raw.strip()
+    if raw.isdigit():
+        return float(raw)
+    try:
+        moment = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+
+
+def classify_http_failure(
+    upstream: str,
+    status: int,
+    headers: httpx.Headers,
+    code: str | None,
+    message: str,
+) -> UpstreamError:
+    """The statuses both upstreams share; each module handles its own codes first."""
+    retry_after = retry_after_seconds(headers)
+    if status == 429 or (code or "").endswith(".0308"):
+        kind = ErrorKind.THROTTLED
+    elif status == 401:
+        kind = ErrorKind.UNAUTHENTICATED
+    elif status == 403:
+        kind = ErrorKind.FORBIDDEN
+    elif status == 400:
+        kind = ErrorKind.BAD_REQUEST
+    elif status >= 500:
+        kind = ErrorKind.UNAVAILABLE
+    elif 300 <= status < 400:
+        kind = ErrorKind.BAD_RESPONSE
+        message = "upstream answered with a redirect, which is not followed"
+    else:
+        kind = ErrorKind.BAD_RESPONSE
+    return UpstreamError(
+        kind, upstream, message, status=status, upstream_code=code, retry_after=retry_after
+    )

@@ -1,0 +1,80 @@
+"""The schema, assembled with the extensions its profile needs."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.extensions import (
+    AddValidationRules,
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
+
+from gateway.config import LimitSettings
+from schema.errors import ErrorTranslation
+from schema.limits import CostLimit, max_directives_rule, max_root_fields_rule
+from schema.query import Query
+from schema.scalars import SCALAR_MAP
+
+SCHEMA_FILE = Path(__file__).with_name("schema.graphql")
+
+
+class GatewaySchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        # Errors are logged once, where they are translated (schema.errors): an
+        # upstream refusal is an answer, not a stack trace in the logs.
+        return
+
+
+def build_schema(limits: LimitSettings | None = None, *, production: bool = True) -> GatewaySchema:
+    limits = limits or LimitSettings()
+    extensions: list[Callable[[], SchemaExtension]] = [
+        functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
+        functools.partial(QueryDepthLimiter, max_depth=limits.max_depth),
+        functools.partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
+        functools.partial(
+            AddValidationRules,
+            [
+                max_directives_rule(limits.max_directives_per_field),
+                max_root_fields_rule(limits.max_root_fields),
+            ],
+        ),
+        functools.partial(CostLimit, max_cost=limits.max_cost),
+    ]
+    if production:
+        extensions.append(DisableIntrospection)
+    # Translation runs last on the way out, so it sees every error the others made.
+    extensions.insert(0, ErrorTranslation)
+    batching: Any = (
+        {"max_operations": limits.max_batch_size} if limits.allow_batching else None
+    )
+    return GatewaySchema(
+        query=Query,
+        extensions=extensions,
+        config=StrawberryConfig(
+            scalar_map=SCALAR_MAP,
+            disable_field_suggestions=production,
+            batching_config=batching,
+        ),
+    )
+
+
+def print_sdl(schema: strawberry.Schema | None = None) -> str:
+    """The SDL as checked in: with an explicit ``schema { query: Query }`` block, so tools
+    reading the file never take a type for a root type."""
+    text = (schema or build_schema()).as_str().strip()
+    if not text.startswith("schema {"):
+        text = "schema {\n  query: Query\n}\n\n" + text
+    return text + "\n"

@@ -1,0 +1,89 @@
+"""Per-request DataLoaders: within one GraphQL request every upstream call is made once.
+
+Loaders live in the request's context and die with it, so nothing loaded for
+one caller can reach another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from strawberry.dataloader import DataLoader
+
+from gateway.caller import Caller
+from gateway.cbc import MAX_RESOURCE_IDS, ResourceQuery, ResourceRecord
+from gateway.clients import Upstreams
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceFamily:
+    """A resource as looked up by id, and the resources attached to it."""
+
+    record: ResourceRecord | None
+    attached: tuple[ResourceRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderResourcesKey:
+    order_id: str
+    only_main_resources: bool
+    statuses: tuple[int, ...]
+
+
+class Loaders:
+    def __init__(self, upstreams: Upstreams, caller: Callable[[str], Caller]) -> None:
+        self._upstreams = upstreams
+        self._caller = caller
+        # One loader answers resource(), resourcesByIds, parent and attachedResources:
+        # CBC with resource_ids and only_main_resource 0 returns the named resources
+        # and their attached ones, so one call of 50 ids serves all four.
+        # Batches of at most 50 ids (the API's limit) run concurrently, and a failed
+        # batch fails only its own keys.
+        self.resource_family: DataLoader[str, ResourceFamily] = DataLoader(
+            load_fn=self._load_families, max_batch_size=MAX_RESOURCE_IDS
+        )
+        self.order_resources: DataLoader[OrderResourcesKey, tuple[ResourceRecord, ...]] = (
+            DataLoader(load_fn=self._load_order_resources)
+        )
+
+    async def _load_families(self, resource_ids: list[str]) -> list[ResourceFamily]:
+        caller = self._caller("cbc")
+        answers = await self._upstreams.cbc.fetch_resources_by_ids(
+            caller, resource_ids, only_main_resource=False
+        )
+        by_id: dict[str, ResourceRecord] = {}
+        attached: dict[str, list[ResourceRecord]] = {}
+        for records in answers:
+            for record in records:
+                by_id.setdefault(record.resource_id, record)
+        for record in by_id.values():
+            if record.parent_resource_id and not record.is_main_resource:
+                attached.setdefault(record.parent_resource_id, []).append(record)
+        return [
+            ResourceFamily(record=by_id.get(rid), attached=tuple(attached.get(rid, ())))
+            for rid in resource_ids
+        ]
+
+    async def _load_order_resources(
+        self, keys: list[OrderResourcesKey]
+    ) -> list[tuple[ResourceRecord, ...] | BaseException]:
+        caller = self._caller("cbc")
+        # The API takes one order_id per call: one call per distinct order, all in
+        # flight together; a failed order fails only the subscriptions that asked for it.
+        pages = await asyncio.gather(
+            *(
+                self._upstreams.cbc.fetch_all_resources(
+                    caller,
+                    ResourceQuery(
+                        order_id=key.order_id,
+                        only_main_resource=key.only_main_resources,
+                        statuses=key.statuses,
+                    ),
+                )
+                for key in keys
+            ),
+            return_exceptions=True,
+        )
+        return [page if isinstance(page, BaseException) else page.records for page in pages]

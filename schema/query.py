@@ -1,0 +1,170 @@
+"""The root ``Query`` type."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from gateway.cbc import MAX_ORDER_ID_LENGTH, MAX_RESOURCE_IDS, ResourceQuery
+from gateway.errors import InvalidRequest
+from schema.context import GatewayContext
+from schema.cursors import decode_cursor, encode_cursor
+from schema.inputs import ResourceFilter, TimeWindow
+from schema.types import (
+    CloudResource,
+    CloudResourceConnection,
+    CloudResourceEdge,
+    PageInfo,
+    SoftwareSubscription,
+    SoftwareSubscriptionConnection,
+    SoftwareSubscriptionEdge,
+)
+
+SUBSCRIPTIONS = "subscriptions"
+RESOURCES = "resources"
+MAX_IDS_PER_QUERY = 1_000
+DEFAULT_FIRST = 20
+
+
+def page_window(
+    connection: str, first: int | None, after: str | None, max_first: int
+) -> tuple[int, int]:
+    """(offset, count) of a page; refuses a bad ``first`` or a foreign cursor."""
+    if first is None:
+        first = DEFAULT_FIRST
+    if first < 0:
+        raise InvalidRequest("`first` must not be negative")
+    if first > max_first:
+        raise InvalidRequest(f"`first` may be at most {max_first}, got {first}")
+    return (0 if after is None else decode_cursor(connection, after) + 1), first
+
+
+def page_info(connection: str, offset: int, count: int, total: int) -> PageInfo:
+    return PageInfo(
+        has_next_page=offset + count < total,
+        has_previous_page=offset > 0,
+        start_cursor=encode_cursor(connection, offset) if count else None,
+        end_cursor=encode_cursor(connection, offset + count - 1) if count else None,
+    )
+
+
+FIRST_DESCRIPTION = "How many items to return (0 to the configured maximum, 1000 by default)."
+AFTER_DESCRIPTION = "Return the items after this cursor (`pageInfo.endCursor` of the last page)."
+
+
+@strawberry.type(description="Read business software subscriptions and cloud resources.")
+class Query:
+    @strawberry.field(
+        description=(
+            "Software subscriptions of the caller (OMA), newest first as OMA orders them. "
+            "`window` bounds their modification time."
+        )
+    )
+    async def subscriptions(
+        self,
+        info: Info[GatewayContext, None],
+        window: Annotated[
+            TimeWindow | None, strawberry.argument(description="Modification time window.")
+        ] = None,
+        first: Annotated[int | None, strawberry.argument(description=FIRST_DESCRIPTION)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
+    ) -> SoftwareSubscriptionConnection:
+        context = info.context
+        offset, count = page_window(SUBSCRIPTIONS, first, after, context.limits.max_first)
+        start, end = window.bounds() if window else (None, None)
+        page = await context.upstreams.oma.fetch_subscription_range(
+            context.caller("oma"), offset=offset, count=count, start=start, end=end
+        )
+        nodes = [SoftwareSubscription.from_record(record) for record in page.records]
+        return SoftwareSubscriptionConnection(
+            total_count=page.total,
+            page_info=page_info(SUBSCRIPTIONS, offset, len(nodes), page.total),
+            edges=[
+                SoftwareSubscriptionEdge(cursor=encode_cursor(SUBSCRIPTIONS, offset + i), node=n)
+                for i, n in enumerate(nodes)
+            ],
+            nodes=nodes,
+        )
+
+    @strawberry.field(description="Yearly/monthly cloud resources of the caller (CBC).")
+    async def resources(
+        self,
+        info: Info[GatewayContext, None],
+        filter: Annotated[  # noqa: A002 - the contract's argument name
+            ResourceFilter | None, strawberry.argument(description="Which resources.")
+        ] = None,
+        first: Annotated[int | None, strawberry.argument(description=FIRST_DESCRIPTION)] = 20,
+        after: Annotated[str | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
+    ) -> CloudResourceConnection:
+        context = info.context
+        offset, count = page_window(RESOURCES, first, after, context.limits.max_first)
+        query = resource_query(filter)
+        page = await context.upstreams.cbc.fetch_resource_range(
+            context.caller("cbc"), query, offset=offset, count=count
+        )
+        nodes = [CloudResource.from_record(record) for record in page.records]
+        return CloudResourceConnection(
+            total_count=page.total,
+            page_info=page_info(RESOURCES, offset, len(nodes), page.total),
+            edges=[
+                CloudResourceEdge(cursor=encode_cursor(RESOURCES, offset + i), node=n)
+                for i, n in enumerate(nodes)
+            ],
+            nodes=nodes,
+        )
+
+    @strawberry.field(description="One cloud resource by its resource id, or null if not found.")
+    async def resource(
+        self, info: Info[GatewayContext, None], resource_id: strawberry.ID
+    ) -> CloudResource | None:
+        check_resource_ids([resource_id])
+        family = await info.context.loaders.resource_family.load(resource_id)
+        return CloudResource.from_record(family.record) if family.record else None
+
+    @strawberry.field(
+        description=(
+            "Cloud resources by resource id, in the order asked; null where an id is not found. "
+            "Fetched in CBC calls of at most 50 ids."
+        )
+    )
+    async def resources_by_ids(
+        self, info: Info[GatewayContext, None], resource_ids: list[strawberry.ID]
+    ) -> list[CloudResource | None]:
+        check_resource_ids(resource_ids)
+        families = await info.context.loaders.resource_family.load_many(list(resource_ids))
+        return [CloudResource.from_record(f.record) if f.record else None for f in families]
+
+
+def check_resource_ids(resource_ids: list[strawberry.ID]) -> None:
+    if len(resource_ids) > MAX_IDS_PER_QUERY:
+        raise InvalidRequest(f"at most {MAX_IDS_PER_QUERY} resource ids, got {len(resource_ids)}")
+    if any(not rid or len(rid) > 128 for rid in resource_ids):
+        raise InvalidRequest("a resource id is 1..128 characters")
+
+
+def resource_query(resource_filter: ResourceFilter | None) -> ResourceQuery:
+    """A ``ResourceFilter`` in CBC's terms, refused before any call when CBC would refuse it."""
+    if resource_filter is None:
+        return ResourceQuery()
+    ids = tuple(dict.fromkeys(resource_filter.resource_ids or ()))
+    if len(ids) > MAX_RESOURCE_IDS:
+        raise InvalidRequest(
+            f"filter.resourceIds takes at most {MAX_RESOURCE_IDS} ids (the CBC limit); "
+            f"use resourcesByIds for more"
+        )
+    order_id = resource_filter.order_id
+    if order_id is not None and not 1 <= len(order_id) <= MAX_ORDER_ID_LENGTH:
+        raise InvalidRequest(f"filter.orderId must be 1..{MAX_ORDER_ID_LENGTH} characters")
+    expire_from, expire_to = (
+        resource_filter.expiring.bounds() if resource_filter.expiring else (None, None)
+    )
+    return ResourceQuery(
+        resource_ids=ids,
+        order_id=order_id,
+        only_main_resource=bool(resource_filter.only_main_resources),
+        statuses=tuple(sorted({s.value for s in resource_filter.statuses or ()})),
+        expire_from=expire_from,
+        expire_to=expire_to,
+    )

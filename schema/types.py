@@ -1,0 +1,243 @@
+"""The object types: OMA subscriptions and CBC resources, linked.
+
+Types are built from the upstream clients' typed records, never from upstream
+JSON. Scalar fields are plain attributes (the default resolver is a getattr,
+the cheapest Strawberry has); only the links to other records resolve through
+the request's loaders.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from gateway.cbc import ResourceRecord
+from gateway.oma import SubscriptionRecord
+from schema.context import GatewayContext
+from schema.enums import (
+    ExpirePolicy,
+    ResourceStatus,
+    SubscriptionStatus,
+    expire_policy,
+    resource_status,
+    subscription_status,
+)
+from schema.loaders import OrderResourcesKey
+
+AUTO_RENEW_POLICY = 3
+
+
+@strawberry.type(
+    description=(
+        "A yearly/monthly cloud resource bought through CBC: a primary resource "
+        "(e.g. a server) or one attached to a primary (e.g. its disk)."
+    )
+)
+class CloudResource:
+    id: strawberry.ID = strawberry.field(description="CBC's internal id of the provisioning.")
+    resource_id: strawberry.ID = strawberry.field(
+        description="The resource's id in its cloud service (e.g. the ECS server id)."
+    )
+    name: str | None = strawberry.field(description="Resource instance name.")
+    region_code: str | None = strawberry.field(description="Region, e.g. cn-north-1.")
+    service_type_code: str | None = strawberry.field(
+        description="Cloud service type, e.g. hws.service.type.ebs."
+    )
+    resource_type_code: str | None = strawberry.field(
+        description="Resource type, e.g. hws.resource.type.volume."
+    )
+    spec_code: str | None = strawberry.field(
+        description="Resource specification, e.g. s2.small.1.linux."
+    )
+    project_id: str | None = strawberry.field(description="Project the resource belongs to.")
+    product_id: str | None = strawberry.field(description="Product id.")
+    is_main_resource: bool = strawberry.field(
+        description="True for a primary resource, false for one attached to a primary."
+    )
+    status: ResourceStatus | None = strawberry.field(description="Resource state.")
+    effective_at: datetime | None = strawberry.field(description="When the resource took effect.")
+    expires_at: datetime | None = strawberry.field(description="When the resource expires.")
+    expire_policy: ExpirePolicy | None = strawberry.field(
+        description="What happens when it expires."
+    )
+    auto_renew: bool = strawberry.field(
+        description="True when the resource renews itself on expiry (expirePolicy AUTO_RENEW)."
+    )
+    parent_resource_id: strawberry.ID | None = strawberry.field(
+        description="The primary resource this one is attached to, if any."
+    )
+
+    @classmethod
+    def from_record(cls, record: ResourceRecord) -> CloudResource:
+        return cls(
+            id=strawberry.ID(record.id),
+            resource_id=strawberry.ID(record.resource_id),
+            name=record.name,
+            region_code=record.region_code,
+            service_type_code=record.service_type_code,
+            resource_type_code=record.resource_type_code,
+            spec_code=record.spec_code,
+            project_id=record.project_id,
+            product_id=record.product_id,
+            is_main_resource=record.is_main_resource,
+            status=resource_status(record.status),
+            effective_at=record.effective_at,
+            expires_at=record.expires_at,
+            expire_policy=expire_policy(record.expire_policy),
+            auto_renew=record.expire_policy == AUTO_RENEW_POLICY,
+            parent_resource_id=strawberry.ID(record.parent_resource_id)
+            if record.parent_resource_id
+            else None,
+        )
+
+    @strawberry.field(description="The primary resource this one is attached to.")
+    async def parent(self, info: Info[GatewayContext, None]) -> CloudResource | None:
+        if not self.parent_resource_id or self.is_main_resource:
+            return None
+        family = await info.context.loaders.resource_family.load(self.parent_resource_id)
+        return CloudResource.from_record(family.record) if family.record else None
+
+    @strawberry.field(description="The resources attached to this primary one.")
+    async def attached_resources(self, info: Info[GatewayContext, None]) -> list[CloudResource]:
+        if not self.is_main_resource:
+            return []
+        family = await info.context.loaders.resource_family.load(self.resource_id)
+        return [CloudResource.from_record(record) for record in family.attached]
+
+
+@strawberry.type(
+    description="A business software mall subscription, as OMA stores it."
+)
+class SoftwareSubscription:
+    id: strawberry.ID = strawberry.field(description="Subscription id.")
+    order_id: str = strawberry.field(
+        description="The order that bought it; also the CBC order of its cloud resources."
+    )
+    status: SubscriptionStatus | None = strawberry.field(description="Subscription state.")
+    created_at: datetime | None = strawberry.field(description="When it was subscribed.")
+    modified_at: datetime | None = strawberry.field(description="When it last changed.")
+    expires_at: datetime | None = strawberry.field(description="When it expires.")
+    cec_expires_at: datetime | None = strawberry.field(
+        description="Expiry as calculated manually by the CEC."
+    )
+    sku_name: str | None = strawberry.field(description="Product type, e.g. telemarketing agent.")
+    sku_code: str | None = strawberry.field(description="SKU code.")
+    charging_mode: str | None = strawberry.field(
+        description="Charging mode, e.g. monthly (OMA's `procutName`)."
+    )
+    product_id: str | None = strawberry.field(description="Charging mode code.")
+    order_amount: str | None = strawberry.field(
+        description="Order amount, as OMA writes it (a decimal string)."
+    )
+    quantity: int | None = strawberry.field(description="Number of subscriptions (`amount`).")
+    period_number: int | None = strawberry.field(description="Number of subscription periods.")
+    period_type: str | None = strawberry.field(description="Subscription unit, e.g. month.")
+    operation_type: str | None = strawberry.field(description="Operation, e.g. newInstance.")
+    remark: str | None = strawberry.field(description="Remarks.")
+    customer_id: str | None = strawberry.field(description="Customer id.")
+    customer_name: str | None = strawberry.field(description="Customer name.")
+    company: str | None = strawberry.field(description="Company.")
+    vdn_id: str | None = strawberry.field(description="VDN id.")
+    cec_tenant_id: str | None = strawberry.field(description="CEC tenant id.")
+    cec_tenant_name: str | None = strawberry.field(description="CEC tenant name.")
+    cec_feature_type: str | None = strawberry.field(description="Feature type.")
+    create_source: str | None = strawberry.field(description="Where the order came from.")
+    manual_status: str | None = strawberry.field(description="Manual processing status.")
+    auto_status: str | None = strawberry.field(description="Automatic processing status.")
+    trial: bool | None = strawberry.field(description="True for a trial subscription.")
+    retry_times: int | None = strawberry.field(description="Maximum number of retries.")
+
+    @classmethod
+    def from_record(cls, record: SubscriptionRecord) -> SoftwareSubscription:
+        return cls(
+            id=strawberry.ID(record.id),
+            order_id=record.order_id,
+            status=subscription_status(record.status),
+            created_at=record.created_at,
+            modified_at=record.modified_at,
+            expires_at=record.expires_at,
+            cec_expires_at=record.cec_expires_at,
+            sku_name=record.sku_name,
+            sku_code=record.sku_code,
+            charging_mode=record.charging_mode,
+            product_id=record.product_id,
+            order_amount=record.order_amount,
+            quantity=record.quantity,
+            period_number=record.period_number,
+            period_type=record.period_type,
+            operation_type=record.operation_type,
+            remark=record.remark,
+            customer_id=record.customer_id,
+            customer_name=record.customer_name,
+            company=record.company,
+            vdn_id=record.vdn_id,
+            cec_tenant_id=record.cec_tenant_id,
+            cec_tenant_name=record.cec_tenant_name,
+            cec_feature_type=record.cec_feature_type,
+            create_source=record.create_source,
+            manual_status=record.manual_status,
+            auto_status=record.auto_status,
+            trial=record.trial,
+            retry_times=record.retry_times,
+        )
+
+    @strawberry.field(description="The CBC resources bought by this subscription's order.")
+    async def resources(
+        self,
+        info: Info[GatewayContext, None],
+        only_main_resources: Annotated[
+            bool | None, strawberry.argument(description="Only primary resources.")
+        ] = None,
+        statuses: Annotated[
+            list[ResourceStatus] | None,
+            strawberry.argument(description="Only resources in these states."),
+        ] = None,
+    ) -> list[CloudResource]:
+        key = OrderResourcesKey(
+            order_id=self.order_id,
+            only_main_resources=bool(only_main_resources),
+            statuses=tuple(sorted({s.value for s in statuses or ()})),
+        )
+        records = await info.context.loaders.order_resources.load(key)
+        return [CloudResource.from_record(record) for record in records]
+
+
+@strawberry.type(description="Where a page of a connection stands.")
+class PageInfo:
+    has_next_page: bool = strawberry.field(description="More items follow this page.")
+    has_previous_page: bool = strawberry.field(description="Items precede this page.")
+    start_cursor: str | None = strawberry.field(description="Cursor of the first item.")
+    end_cursor: str | None = strawberry.field(
+        description="Cursor of the last item: pass it as `after` for the next page."
+    )
+
+
+@strawberry.type(description="A subscription and its cursor.")
+class SoftwareSubscriptionEdge:
+    cursor: str = strawberry.field(description="Pass as `after` to continue after this item.")
+    node: SoftwareSubscription = strawberry.field(description="The item.")
+
+
+@strawberry.type(description="A page of subscriptions.")
+class SoftwareSubscriptionConnection:
+    total_count: int = strawberry.field(description="All subscriptions matching, on every page.")
+    page_info: PageInfo = strawberry.field(description="Where this page stands.")
+    edges: list[SoftwareSubscriptionEdge] = strawberry.field(description="The items with their cursors.")
+    nodes: list[SoftwareSubscription] = strawberry.field(description="The items alone.")
+
+
+@strawberry.type(description="A cloud resource and its cursor.")
+class CloudResourceEdge:
+    cursor: str = strawberry.field(description="Pass as `after` to continue after this item.")
+    node: CloudResource = strawberry.field(description="The item.")
+
+
+@strawberry.type(description="A page of cloud resources.")
+class CloudResourceConnection:
+    total_count: int = strawberry.field(description="All resources matching, on every page.")
+    page_info: PageInfo = strawberry.field(description="Where this page stands.")
+    edges: list[CloudResourceEdge] = strawberry.field(description="The items with their cursors.")
+    nodes: list[CloudResource] = strawberry.field(description="The items alone.")

@@ -1,0 +1,70 @@
+import pytest
+
+from gateway.config import ConfigError, Settings, upstream_variables
+
+
+def test_defaults_are_production_with_memory_cache_and_the_documented_quota() -> None:
+    settings = Settings.from_env({})
+    assert settings.profile == "production"
+    assert settings.is_production and not settings.graphiql_enabled
+    assert settings.cache.url == "memory://" and not settings.cache.is_redis
+    assert settings.oma.rate_limit == 10.0 and settings.cbc.rate_limit == 10.0
+    assert settings.limits.max_first == 1000
+
+
+def test_every_variable_is_read() -> None:
+    env = {
+        "GATEWAY_PROFILE": "development",
+        "GATEWAY_OMA_BASE_URL": "https://oma.example/",
+        "GATEWAY_CBC_BASE_URL": "https://cbc.example",
+        "GATEWAY_OMA_RATE_LIMIT": "0",
+        "GATEWAY_CBC_CACHE_TTL": "5.5",
+        "GATEWAY_CBC_MAX_RETRIES": "4",
+        "GATEWAY_CACHE_URL": "redis://127.0.0.1:6379/2",
+        "GATEWAY_CACHE_TIMEOUT": "0.05",
+        "GATEWAY_CACHE_STALE_IF_ERROR": "60",
+        "GATEWAY_MAX_DEPTH": "7",
+        "GATEWAY_CORS_ORIGINS": "https://a.example, https://b.example",
+        "GATEWAY_PORT": "9000",
+        "GATEWAY_ALLOW_BATCHING": "true",
+    }
+    settings = Settings.from_env(env)
+    assert settings.profile == "development" and settings.graphiql_enabled
+    assert settings.oma.base_url == "https://oma.example"
+    assert settings.oma.rate_limit == 0
+    assert settings.cbc.cache_ttl == 5.5 and settings.cbc.max_retries == 4
+    assert settings.cache.is_redis and settings.cache.operation_timeout == 0.05
+    assert settings.cache.stale_if_error == 60
+    assert settings.limits.max_depth == 7 and settings.limits.allow_batching
+    assert settings.server.cors_origins == ("https://a.example", "https://b.example")
+    assert settings.server.port == 9000
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    env = {
+        "GATEWAY_PROFILE": "staging",
+        "GATEWAY_OMA_BASE_URL": "ftp://oma",
+        "GATEWAY_CBC_RATE_LIMIT": "fast",
+        "GATEWAY_OMA_MAX_RETRIES": "-1",
+        "GATEWAY_CACHE_URL": "memcached://x",
+        "GATEWAY_ALLOW_BATCHING": "perhaps",
+    }
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env(env)
+    text = str(caught.value)
+    for name in (
+        "GATEWAY_PROFILE",
+        "GATEWAY_OMA_BASE_URL",
+        "GATEWAY_CBC_RATE_LIMIT",
+        "GATEWAY_OMA_MAX_RETRIES",
+        "GATEWAY_CACHE_URL",
+        "GATEWAY_ALLOW_BATCHING",
+    ):
+        assert name in text
+    assert len(caught.value.problems) == 6
+
+
+def test_upstream_variables_are_documented() -> None:
+    names = upstream_variables("cbc")
+    assert "GATEWAY_CBC_RATE_LIMIT" in names and "GATEWAY_CBC_CACHE_TTL" in names
+    assert all(doc for doc in names.values())

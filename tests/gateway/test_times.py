@@ -1,0 +1,97 @@
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.times import (
+    format_cbc_time,
+    format_iso,
+    from_epoch_ms,
+    parse_cbc_time,
+    parse_client_time,
+    parse_epoch_ms,
+    to_epoch_ms,
+)
+
+SEED_INSTANT = datetime(2023, 3, 23, 8, 7, 34, tzinfo=UTC)
+
+
+def test_seed_example_epoch_ms_is_the_documented_instant() -> None:
+    assert parse_epoch_ms(1679558854000) == SEED_INSTANT
+    assert format_iso(parse_epoch_ms(1679558854000)) == "2023-03-23T08:07:34Z"
+
+
+@pytest.mark.parametrize("value", [1679558854000, "1679558854000", " 1679558854000 ", 1679558854000.0])
+def test_epoch_ms_as_number_or_numeric_string(value: object) -> None:
+    assert parse_epoch_ms(value) == SEED_INSTANT
+
+
+@pytest.mark.parametrize("value", [True, "soon", "", None, 1.5, float("nan"), 10**20, [1]])
+def test_epoch_ms_refuses_what_is_not_a_time(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_epoch_ms(value)
+
+
+def test_cbc_time_round_trip() -> None:
+    moment = parse_cbc_time("2020-05-03T09:11:10Z")
+    assert moment == datetime(2020, 5, 3, 9, 11, 10, tzinfo=UTC)
+    assert format_cbc_time(moment) == "2020-05-03T09:11:10Z"
+
+
+@pytest.mark.parametrize("value", ["2020-05-03 09:11:10", "2020-05-03T09:11:10+08:00", 1588497070000, None])
+def test_cbc_time_refuses_other_forms(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_cbc_time(value)
+
+
+def test_cbc_format_converts_offsets_to_utc() -> None:
+    eastern = datetime(2021, 9, 1, 16, 5, 1, tzinfo=timezone(timedelta(hours=8)))
+    assert format_cbc_time(eastern) == "2021-09-01T08:05:01Z"
+
+
+def test_iso_output_has_milliseconds_only_when_not_zero() -> None:
+    assert format_iso(from_epoch_ms(1679558854123)) == "2023-03-23T08:07:34.123Z"
+    assert format_iso(from_epoch_ms(1679558854000)) == "2023-03-23T08:07:34Z"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1679558854000,
+        "1679558854000",
+        "2023-03-23T08:07:34Z",
+        "2023-03-23T08:07:34z",
+        "2023-03-23T08:07:34.000Z",
+        "2023-03-23T16:07:34+08:00",
+        "2023-03-23T03:07:34-05:00",
+    ],
+)
+def test_client_time_accepts_every_documented_form(value: object) -> None:
+    assert parse_client_time(value) == SEED_INSTANT
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["2023-03-23T08:07:34", "2023-03-23", "yesterday", "", True, None, {"ms": 1}, "9" * 80],
+)
+def test_client_time_refuses_ambiguous_or_garbage(value: object) -> None:
+    with pytest.raises(ValueError):
+        parse_client_time(value)
+
+
+@given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
+def test_epoch_ms_round_trips(ms: int) -> None:
+    assert to_epoch_ms(from_epoch_ms(ms)) == ms
+    assert parse_client_time(ms) == from_epoch_ms(ms)
+    assert parse_client_time(format_iso(from_epoch_ms(ms))) == from_epoch_ms(ms)
+
+
+@given(st.one_of(st.text(max_size=80), st.integers(), st.floats(), st.booleans(), st.none()))
+def test_client_time_never_raises_anything_but_value_error(value: object) -> None:
+    try:
+        moment = parse_client_time(value)
+    except ValueError:
+        return
+    assert moment.tzinfo is not None
+    assert moment.utcoffset() == timedelta(0)
