@@ -67,7 +67,9 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
-    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+    async def process_result(
+        self, request: Request, result: ExecutionResult
+    ) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
         context: GatewayContext | None = getattr(request.state, "graphql_context", None)
         if context is not None and context.stats.stale_served:
@@ -131,7 +133,12 @@ def create_app(gateway: Gateway) -> Starlette:
                 CORSMiddleware,
                 allow_origins=list(settings.server.cors_origins),
                 allow_methods=["GET", "POST"],
-                allow_headers=["Content-Type", "Cache-Control", "X-Request-Id", *CREDENTIAL_HEADERS],
+                allow_headers=[
+                    "Content-Type",
+                    "Cache-Control",
+                    "X-Request-Id",
+                    *CREDENTIAL_HEADERS,
+                ],
                 expose_headers=["X-Request-Id"],
                 max_age=600,
             )

@@ -114,9 +114,8 @@ class ResourcesQueryEndpoint:
         if query.offset < 0:
             raise refuse(f"offset must be >= 0, got {query.offset}")
         if len(query.resource_ids) > MAX_RESOURCE_IDS:
-            raise refuse(
-                f"at most {MAX_RESOURCE_IDS} resource ids per CBC call, got {len(query.resource_ids)}"
-            )
+            count = len(query.resource_ids)
+            raise refuse(f"at most {MAX_RESOURCE_IDS} resource ids per CBC call, got {count}")
         if any(not rid or len(rid) > 128 for rid in query.resource_ids):
             raise refuse("resource ids must be 1..128 characters")
         if query.order_id is not None and not 1 <= len(query.order_id) <= MAX_ORDER_ID_LENGTH:

@@ -30,6 +30,9 @@ query Demo {
 }"""
 
 
+CURL_BODY = '{"query": "{ subscriptions(first: 2) { totalCount nodes { id skuName } } }"}'
+
+
 class DrainingServer(uvicorn.Server):
     """On SIGTERM/SIGINT: readiness turns false at once, uvicorn stops accepting, lets
     in-flight requests finish within the grace period, then exits."""
@@ -101,7 +104,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     server = DrainingServer(_uvicorn_config(app, settings.server), [gateway])
     logger.info(
         "serving",
-        extra={"host": settings.server.host, "port": settings.server.port, "profile": settings.profile},
+        extra={
+            "host": settings.server.host,
+            "port": settings.server.port,
+            "profile": settings.profile,
+        },
     )
     server.run()
     return 0
@@ -134,7 +141,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     configure_logging(settings.server.log_level)
     simulator = Simulator(SimulatorConfig(seed=args.seed, subscriptions=args.subscriptions))
     gateway = Gateway.build(settings)
-    gateway_server = DrainingServer(_uvicorn_config(create_app(gateway), settings.server), [gateway])
+    gateway_server = DrainingServer(
+        _uvicorn_config(create_app(gateway), settings.server), [gateway]
+    )
     simulator_server = uvicorn.Server(
         uvicorn.Config(
             simulator.app,
@@ -152,8 +161,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"Any token works as a tenant of its own; in GraphiQL's Headers tab put\n"
         f'  {{"X-Auth-Token": "demo-token"}}\nand try:\n\n{SAMPLE_QUERY}\n\n'
         f"or from a shell:\n  curl -s {url} -H 'Content-Type: application/json' "
-        f"-H 'X-Auth-Token: demo-token' "
-        f"-d '{{\"query\": \"{{ subscriptions(first: 2) {{ totalCount nodes {{ id skuName }} }} }}\"}}'\n",
+        f"-H 'X-Auth-Token: demo-token' -d '{CURL_BODY}'\n",
         flush=True,
     )
 

@@ -36,7 +36,11 @@ class RecordCodec(Generic[T]):
 
     def encode(self, value: T) -> bytes:
         # Dataclasses become lists in field order: compact, and decoding is positional.
-        return orjson.dumps(self._to_plain(value), default=_encode_default)
+        return orjson.dumps(
+            self._to_plain(value),
+            default=_encode_default,
+            option=orjson.OPT_PASSTHROUGH_DATETIME,
+        )
 
     def decode(self, data: bytes) -> T:
         value: T = self._build(self._root, orjson.loads(data))
@@ -68,10 +72,13 @@ class RecordCodec(Generic[T]):
             return tuple(self._build(item, entry) for entry in raw)
         if hint is datetime:
             return from_epoch_ms(raw["$ms"])
-        if dataclasses.is_dataclass(hint):
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             hints = self._field_hints(hint)
             names = [f.name for f in dataclasses.fields(hint) if f.init]
             return hint(
-                **{name: self._build(hints[name], entry) for name, entry in zip(names, raw, strict=True)}
+                **{
+                    name: self._build(hints[name], entry)
+                    for name, entry in zip(names, raw, strict=True)
+                }
             )
         return raw

@@ -178,7 +178,9 @@ class QueryResourceEndpoint:
                 upstream_code=return_code,
             )
         try:
-            records = tuple(parse_subscription(r) for r in payload["result"] if isinstance(r, Mapping))
+            records = tuple(
+                parse_subscription(r) for r in payload["result"] if isinstance(r, Mapping)
+            )
         except ValueError as exc:
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, str(exc), status=status) from None
         count = read_int(payload, "count")

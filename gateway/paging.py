@@ -79,7 +79,10 @@ async def fetch_all(
             return await fetch(start, limit)
 
     rest = await asyncio.gather(
-        *(bounded(start, limit) for start, limit in page_spans(page_size, wanted - page_size, page_size))
+        *(
+            bounded(start, limit)
+            for start, limit in page_spans(page_size, wanted - page_size, page_size)
+        )
     )
     return [first, *rest], total
 

@@ -57,9 +57,7 @@ def build_schema(limits: LimitSettings | None = None, *, production: bool = True
         extensions.append(DisableIntrospection)
     # Translation runs last on the way out, so it sees every error the others made.
     extensions.insert(0, ErrorTranslation)
-    batching: Any = (
-        {"max_operations": limits.max_batch_size} if limits.allow_batching else None
-    )
+    batching: Any = {"max_operations": limits.max_batch_size} if limits.allow_batching else None
     return GatewaySchema(
         query=Query,
         extensions=extensions,

@@ -25,7 +25,9 @@ class ResourceStatus(enum.Enum):
     EXPIRED = strawberry.enum_value(5, description="Expired.")
 
 
-@strawberry.enum(description="What happens when a yearly/monthly resource expires (CBC `expire_policy`).")
+@strawberry.enum(
+    description="What happens when a yearly/monthly resource expires (CBC `expire_policy`)."
+)
 class ExpirePolicy(enum.Enum):
     GRACE_PERIOD = strawberry.enum_value(0, description="Enters the grace period.")
     TO_PAY_PER_USE = strawberry.enum_value(1, description="Turns into pay-per-use.")

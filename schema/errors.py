@@ -42,8 +42,10 @@ def translate_error(error: GraphQLError) -> GraphQLError:
         # Parse, validation and variable errors: already safe to show.
         code = (error.extensions or {}).get("code")
         if code is None:
-            code = "GRAPHQL_PARSE_FAILED" if "Syntax Error" in error.message else (
-                "GRAPHQL_VALIDATION_FAILED"
+            code = (
+                "GRAPHQL_PARSE_FAILED"
+                if "Syntax Error" in error.message
+                else ("GRAPHQL_VALIDATION_FAILED")
             )
         return _with(error, error.message, {**(error.extensions or {}), "code": code})
     elif error.path is None:

@@ -161,7 +161,9 @@ class CostLimit(SchemaExtension):
         document = context.graphql_document
         if document is not None and context.result is None:
             fragments = {
-                d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+                d.name.value: d
+                for d in document.definitions
+                if isinstance(d, FragmentDefinitionNode)
             }
             estimate = CostEstimate(fragments, context.variables or {})
             for definition in document.definitions:

@@ -92,7 +92,7 @@ class Query:
     async def resources(
         self,
         info: Info[GatewayContext, None],
-        filter: Annotated[  # noqa: A002 - the contract's argument name
+        filter: Annotated[
             ResourceFilter | None, strawberry.argument(description="Which resources.")
         ] = None,
         first: Annotated[int | None, strawberry.argument(description=FIRST_DESCRIPTION)] = 20,

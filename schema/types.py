@@ -108,9 +108,7 @@ class CloudResource:
         return [CloudResource.from_record(record) for record in family.attached]
 
 
-@strawberry.type(
-    description="A business software mall subscription, as OMA stores it."
-)
+@strawberry.type(description="A business software mall subscription, as OMA stores it.")
 class SoftwareSubscription:
     id: strawberry.ID = strawberry.field(description="Subscription id.")
     order_id: str = strawberry.field(
@@ -225,7 +223,9 @@ class SoftwareSubscriptionEdge:
 class SoftwareSubscriptionConnection:
     total_count: int = strawberry.field(description="All subscriptions matching, on every page.")
     page_info: PageInfo = strawberry.field(description="Where this page stands.")
-    edges: list[SoftwareSubscriptionEdge] = strawberry.field(description="The items with their cursors.")
+    edges: list[SoftwareSubscriptionEdge] = strawberry.field(
+        description="The items with their cursors."
+    )
     nodes: list[SoftwareSubscription] = strawberry.field(description="The items alone.")
 
 

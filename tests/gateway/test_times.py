@@ -22,7 +22,9 @@ def test_seed_example_epoch_ms_is_the_documented_instant() -> None:
     assert format_iso(parse_epoch_ms(1679558854000)) == "2023-03-23T08:07:34Z"
 
 
-@pytest.mark.parametrize("value", [1679558854000, "1679558854000", " 1679558854000 ", 1679558854000.0])
+@pytest.mark.parametrize(
+    "value", [1679558854000, "1679558854000", " 1679558854000 ", 1679558854000.0]
+)
 def test_epoch_ms_as_number_or_numeric_string(value: object) -> None:
     assert parse_epoch_ms(value) == SEED_INSTANT
 
@@ -39,7 +41,9 @@ def test_cbc_time_round_trip() -> None:
     assert format_cbc_time(moment) == "2020-05-03T09:11:10Z"
 
 
-@pytest.mark.parametrize("value", ["2020-05-03 09:11:10", "2020-05-03T09:11:10+08:00", 1588497070000, None])
+@pytest.mark.parametrize(
+    "value", ["2020-05-03 09:11:10", "2020-05-03T09:11:10+08:00", 1588497070000, None]
+)
 def test_cbc_time_refuses_other_forms(value: object) -> None:
     with pytest.raises(ValueError):
         parse_cbc_time(value)

@@ -16,7 +16,9 @@ def test_cursor_of_another_connection_is_refused() -> None:
         decode_cursor("resources", encode_cursor("subscriptions", 5))
 
 
-@pytest.mark.parametrize("cursor", ["", "abc", "YXJyYXljb25uZWN0aW9uOjA", "-1", "x" * 500, "Yz58MXxhYmNkZWZnaA"])
+@pytest.mark.parametrize(
+    "cursor", ["", "abc", "YXJyYXljb25uZWN0aW9uOjA", "-1", "x" * 500, "Yz58MXxhYmNkZWZnaA"]
+)
 def test_forged_cursors_are_refused(cursor: str) -> None:
     with pytest.raises(InvalidRequest):
         decode_cursor("subscriptions", cursor)

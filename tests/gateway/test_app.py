@@ -1,0 +1,157 @@
+"""The HTTP app: transport rules, probes, metrics, headers, limits, logs."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.simulator import Simulator
+from tests.conftest import GatewayFactory
+from tests.support.helpers import TOKEN, GraphQLClient, settings_for_tests
+
+QUERY = "{ subscriptions(first: 2) { totalCount nodes { id } } }"
+
+
+@pytest.fixture
+async def production(make_gateway: GatewayFactory) -> AsyncIterator[httpx.AsyncClient]:
+    gateway = make_gateway(settings_for_tests(profile="production"))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://gateway"
+    ) as http:
+        yield http
+
+
+async def test_post_answers_with_private_no_store_and_a_request_id(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/graphql", json={"query": QUERY}, headers={"X-Auth-Token": TOKEN})
+    assert response.status_code == 200
+    assert response.json()["data"]["subscriptions"]["totalCount"] > 0
+    assert response.headers["cache-control"] == "private, no-store"
+    assert len(response.headers["x-request-id"]) == 32
+
+
+async def test_a_sane_request_id_is_kept_and_a_hostile_one_replaced(
+    client: httpx.AsyncClient,
+) -> None:
+    kept = await client.get("/healthz", headers={"X-Request-Id": "abc-123"})
+    assert kept.headers["x-request-id"] == "abc-123"
+    replaced = await client.get("/healthz", headers={"X-Request-Id": "x\u0000" * 200})
+    assert replaced.headers["x-request-id"] != "x\u0000" * 200
+
+
+async def test_get_runs_queries_but_never_mutations(
+    client: httpx.AsyncClient, simulator: Simulator
+) -> None:
+    response = await client.get(
+        "/graphql", params={"query": QUERY}, headers={"X-Auth-Token": TOKEN}
+    )
+    assert response.status_code == 200 and response.json()["data"]["subscriptions"]["nodes"]
+    simulator.reset()
+    mutation = await client.get(
+        "/graphql", params={"query": "mutation { x }"}, headers={"X-Auth-Token": TOKEN}
+    )
+    assert mutation.status_code in (400, 405)
+    assert sum(simulator.counts().values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [
+        ("query=%7B__typename%7D", "application/x-www-form-urlencoded"),
+        ("{ __typename }", "text/plain"),
+        ("{not json", "application/json"),
+    ],
+)
+async def test_wrong_bodies_are_refused(
+    client: httpx.AsyncClient, content: str, content_type: str
+) -> None:
+    response = await client.post(
+        "/graphql", content=content, headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 400
+
+
+async def test_batches_are_refused_unless_configured(
+    client: httpx.AsyncClient, simulator: Simulator
+) -> None:
+    simulator.reset()
+    response = await client.post(
+        "/graphql", json=[{"query": QUERY}, {"query": QUERY}], headers={"X-Auth-Token": TOKEN}
+    )
+    assert response.status_code == 400
+    assert sum(simulator.counts().values()) == 0
+
+
+async def test_an_oversized_body_is_413(client: httpx.AsyncClient) -> None:
+    big = "{ __typename }" + " " * (settings_for_tests().limits.max_body_bytes + 10)
+    response = await client.post("/graphql", json={"query": big})
+    assert response.status_code == 413
+
+
+async def test_probes(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/healthz")).json() == {"status": "alive"}
+    ready = await client.get("/readyz")
+    assert ready.status_code == 200
+    body = ready.json()
+    assert body["status"] == "ok" and body["breakers"] == {"oma": "closed", "cbc": "closed"}
+    assert body["cache"]["backend"] == "memory"
+
+
+async def test_readiness_is_503_while_draining(client: httpx.AsyncClient) -> None:
+    client_app = client._transport.app  # type: ignore[attr-defined]
+    client_app.state.gateway.draining = True
+    response = await client.get("/readyz")
+    assert response.status_code == 503 and response.json()["status"] == "draining"
+
+
+async def test_metrics_count_requests_upstream_calls_and_cache(client: httpx.AsyncClient) -> None:
+    await client.post(
+        "/graphql", json={"query": "query Dash " + QUERY}, headers={"X-Auth-Token": TOKEN}
+    )
+    await client.post(
+        "/graphql", json={"query": "query Dash " + QUERY}, headers={"X-Auth-Token": TOKEN}
+    )
+    text = (await client.get("/metrics")).text
+    assert 'gateway_graphql_requests_total{operation="Dash",outcome="ok"}' in text
+    assert (
+        'gateway_upstream_calls_total{endpoint="queryresource",outcome="ok",upstream="oma"}' in text
+    )
+    assert 'gateway_cache_events_total{event="hit",upstream="oma"}' in text
+    assert "gateway_graphql_request_seconds_bucket" in text
+    assert TOKEN not in text
+
+
+async def test_one_log_line_per_request_and_no_token_in_it(
+    graphql: GraphQLClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        await graphql.post("query Named " + QUERY)
+    lines = [r for r in caplog.records if r.name == "gateway.request"]
+    assert len(lines) == 1
+    line = lines[0]
+    assert line.operation == "Named"  # type: ignore[attr-defined]
+    assert line.upstream_calls == 1  # type: ignore[attr-defined]
+    assert all(TOKEN not in r.getMessage() and TOKEN not in str(r.__dict__) for r in caplog.records)
+
+
+async def test_production_hides_introspection_suggestions_and_graphiql(
+    production: httpx.AsyncClient,
+) -> None:
+    introspection = await production.post(
+        "/graphql", json={"query": "{ __schema { types { name } } }"}
+    )
+    assert introspection.json()["errors"]
+    typo = await production.post("/graphql", json={"query": "{ subscriptionz { totalCount } }"})
+    assert "Did you mean" not in typo.text
+    page = await production.get("/graphql", headers={"Accept": "text/html"})
+    assert page.status_code == 404
+
+
+async def test_development_offers_suggestions(client: httpx.AsyncClient) -> None:
+    typo = await client.post("/graphql", json={"query": "{ subscriptionz { totalCount } }"})
+    assert "Did you mean" in typo.text

@@ -1,0 +1,139 @@
+"""The CBC client against httpx mock transports: parsing, validation, errors, chunking."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+import orjson
+import pytest
+
+from gateway.caller import Caller
+from gateway.cbc import PATH, ResourceQuery
+from gateway.clients import Upstreams
+from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
+from tests.support.helpers import load_fixture
+from tests.support.upstream_mocks import Recorder
+
+SEED_QUERY = ResourceQuery(
+    resource_ids=("0A063A********BC8548E65D0089A905",),
+    order_id="CS1905251035OA***",
+    only_main_resource=True,
+    statuses=(2,),
+    offset=0,
+    limit=10,
+    expire_from=datetime(2021, 9, 1, 8, 5, 1, tzinfo=UTC),
+    expire_to=datetime(2021, 9, 3, 8, 5, 1, tzinfo=UTC),
+)
+
+
+def example_response(_: httpx.Request) -> httpx.Response:
+    return httpx.Response(200, json=load_fixture("cbc_example_response.json"))
+
+
+async def test_seed_example_request_and_response(make_upstreams: Callable[..., Upstreams]) -> None:
+    recorder = Recorder(example_response)
+    cbc = make_upstreams(recorder).cbc
+    page = await cbc.fetch_resource_page(Caller("t"), SEED_QUERY)
+    (body,) = recorder.bodies()
+    assert body == load_fixture("cbc_example_request.json")
+    assert recorder.requests[0].url.path == PATH
+    assert page.total == 1
+    (record,) = page.records
+    assert record.id == "01154-54600027-0"
+    assert record.resource_id == "0A063A11905F42BC8548E65D0089A905"
+    assert record.is_main_resource is True
+    assert record.parent_resource_id == "9ad02e1ad3394d1bb3da48890fbc4c06"
+    assert record.effective_at == datetime(2020, 5, 3, 9, 11, 10, tzinfo=UTC)
+    assert record.expires_at == datetime(2020, 6, 3, 9, 11, 10, tzinfo=UTC)
+    assert record.expire_policy == 0 and record.status == 2
+    assert record.spec_code == "SSD" and record.region_code == "cn-south-1"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        ResourceQuery(limit=0),
+        ResourceQuery(limit=501),
+        ResourceQuery(offset=-1),
+        ResourceQuery(resource_ids=tuple(f"r{i}" for i in range(51))),
+        ResourceQuery(resource_ids=("",)),
+        ResourceQuery(order_id="x" * 65),
+        ResourceQuery(order_id=""),
+        ResourceQuery(statuses=(2, 4, 5, 2, 4, 5, 2, 4, 5, 2, 4)),
+        ResourceQuery(statuses=(3,)),
+        ResourceQuery(
+            expire_from=datetime(2021, 9, 3, tzinfo=UTC), expire_to=datetime(2021, 9, 1, tzinfo=UTC)
+        ),
+    ],
+)
+async def test_invalid_queries_are_refused_without_a_call(
+    make_upstreams: Callable[..., Upstreams], query: ResourceQuery
+) -> None:
+    recorder = Recorder(example_response)
+    cbc = make_upstreams(recorder).cbc
+    with pytest.raises(InvalidRequest) as caught:
+        await cbc.fetch_resource_page(Caller("t"), query)
+    assert caught.value.upstream == "cbc"
+    assert recorder.requests == []
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "kind"),
+    [
+        (400, "CBC.0100", ErrorKind.BAD_REQUEST),
+        (401, "APIGW.0301", ErrorKind.UNAUTHENTICATED),
+        (403, "CBC.0151", ErrorKind.FORBIDDEN),
+        (429, "APIG.0308", ErrorKind.THROTTLED),
+        (500, "CBC.0999", ErrorKind.UNAVAILABLE),
+    ],
+)
+async def test_documented_errors_keep_status_and_code(
+    make_upstreams: Callable[..., Upstreams], status: int, code: str, kind: ErrorKind
+) -> None:
+    recorder = Recorder(
+        lambda _: httpx.Response(status, json={"error_code": code, "error_msg": "documented"})
+    )
+    cbc = make_upstreams(recorder).cbc
+    with pytest.raises(UpstreamError) as caught:
+        await cbc.fetch_resource_page(Caller("t"), ResourceQuery())
+    assert caught.value.kind is kind
+    assert caught.value.status == status and caught.value.upstream_code == code
+
+
+async def test_empty_answer_without_data_is_an_empty_page(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    cbc = make_upstreams(Recorder(lambda _: httpx.Response(200, json={"total_count": 0}))).cbc
+    page = await cbc.fetch_resource_page(Caller("t"), ResourceQuery())
+    assert page.records == () and page.total == 0
+
+
+async def test_a_200_with_an_error_code_is_a_failure(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    cbc = make_upstreams(
+        Recorder(lambda _: httpx.Response(200, json={"error_code": "CBC.0999", "error_msg": "x"}))
+    ).cbc
+    with pytest.raises(UpstreamError) as caught:
+        await cbc.fetch_resource_page(Caller("t"), ResourceQuery())
+    assert caught.value.kind is ErrorKind.BAD_RESPONSE
+
+
+async def test_ids_are_fetched_in_chunks_of_fifty_all_at_once(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    def by_ids(request: httpx.Request) -> httpx.Response:
+        ids = orjson.loads(request.content)["resource_ids"]
+        data = [{"id": i, "resource_id": i, "is_main_resource": 1} for i in ids]
+        return httpx.Response(200, json={"data": data, "total_count": len(data)})
+
+    recorder = Recorder(by_ids)
+    cbc = make_upstreams(recorder).cbc
+    ids = [f"res-{i}" for i in range(120)] + ["res-0"]  # a duplicate costs nothing
+    answers = await cbc.fetch_resources_by_ids(Caller("t"), ids, only_main_resource=False)
+    sizes = sorted(len(b["resource_ids"]) for b in recorder.bodies())
+    assert sizes == [20, 50, 50]
+    assert all(b["only_main_resource"] == 0 for b in recorder.bodies())
+    assert sum(len(a) for a in answers) == 120

@@ -1,0 +1,22 @@
+from datetime import UTC, datetime
+
+from gateway.cbc import RESOURCES_QUERY, ResourcePage, parse_resource
+from gateway.oma import QUERY_RESOURCE, SubscriptionPage, parse_subscription
+from tests.support.helpers import load_fixture
+
+
+def test_subscription_pages_round_trip_through_bytes() -> None:
+    record = parse_subscription(load_fixture("oma_example_response.json")["result"][0])
+    page = SubscriptionPage(records=(record, record), total=7)
+    data = QUERY_RESOURCE.codec.encode(page)
+    assert b"1638814724192780290" in data
+    assert QUERY_RESOURCE.codec.decode(data) == page
+
+
+def test_resource_pages_round_trip_with_aware_datetimes() -> None:
+    record = parse_resource(load_fixture("cbc_example_response.json")["data"][0])
+    page = ResourcePage(records=(record,), total=1)
+    decoded = RESOURCES_QUERY.codec.decode(RESOURCES_QUERY.codec.encode(page))
+    assert decoded == page
+    assert decoded.records[0].expires_at == datetime(2020, 6, 3, 9, 11, 10, tzinfo=UTC)
+    assert decoded.records[0].expires_at.tzinfo is UTC
