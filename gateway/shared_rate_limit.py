@@ -1,0 +1,105 @@
+"""A request-rate limit shared by every replica, kept in Redis.
+
+Each upstream's quota (about 10 requests per second) belongs to the whole
+deployment, not to one process. Replicas reserve slots with GCRA in one Lua
+script: atomic, one round trip, and timed by Redis's own clock so replicas with
+skewed clocks still agree. When Redis does not answer within the cache timeout,
+the replica falls back to its in-process limiter, so Redis stays an accelerator
+and never a dependency of correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from gateway.errors import ErrorKind, UpstreamError
+from gateway.resilience import RateLimiter
+
+logger = logging.getLogger("gateway.ratelimit")
+
+# KEYS[1]: the bucket. ARGV: interval ms, burst tolerance ms, max wait ms.
+# Returns the ms to wait before the reserved slot, or -1 when that is over max wait
+# (then nothing is reserved).
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local max_wait = tonumber(ARGV[3])
+local tat = tonumber(redis.call('GET', KEYS[1]) or now)
+if tat < now then tat = now end
+local wait = tat - tolerance - now
+if wait < 0 then wait = 0 end
+if wait > max_wait then return -1 end
+local new_tat = tat + interval
+redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now + 1000))
+return wait
+"""
+
+_RETRY_REDIS_AFTER = 1.0
+
+
+class RedisRateLimiter:
+    """GCRA slots in Redis; ``acquire`` sleeps until its reserved slot."""
+
+    def __init__(
+        self,
+        upstream: str,
+        rate: float,
+        *,
+        client: redis.Redis,
+        fallback: RateLimiter,
+        max_wait: float,
+        burst: float | None = None,
+        timeout: float = 0.1,
+    ) -> None:
+        self.upstream = upstream
+        self.rate = rate
+        self._client = client
+        self._fallback = fallback
+        self._max_wait_ms = int(max_wait * 1000)
+        self._interval_ms = 1000.0 / rate if rate > 0 else 0.0
+        self._tolerance_ms = self._interval_ms * (max(1.0, burst or 1.0) - 1)
+        self._timeout = timeout
+        self._key = f"gw:v1:rate:{upstream}"
+        self._script = client.register_script(_RESERVE)
+        self._redis_down_until = 0.0
+
+    async def acquire(self) -> float:
+        if self.rate <= 0:
+            return 0.0
+        if time.monotonic() < self._redis_down_until:
+            return await self._fallback.acquire()
+        try:
+            async with asyncio.timeout(self._timeout):
+                wait_ms = int(
+                    await self._script(
+                        keys=[self._key],
+                        args=[self._interval_ms, self._tolerance_ms, self._max_wait_ms],
+                    )
+                )
+        except (RedisError, OSError, TimeoutError) as exc:
+            if self._redis_down_until == 0.0:
+                logger.warning(
+                    "shared rate limit unavailable; limiting in-process",
+                    extra={"upstream": self.upstream, "error": type(exc).__name__},
+                )
+            self._redis_down_until = time.monotonic() + _RETRY_REDIS_AFTER
+            return await self._fallback.acquire()
+        if self._redis_down_until:
+            logger.info("shared rate limit is back", extra={"upstream": self.upstream})
+            self._redis_down_until = 0.0
+        if wait_ms < 0:
+            raise UpstreamError(
+                ErrorKind.THROTTLED,
+                self.upstream,
+                "the gateway's shared request-rate limit for this upstream is exhausted",
+            )
+        if wait_ms:
+            await asyncio.sleep(wait_ms / 1000)
+        return wait_ms / 1000
