@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -92,7 +93,11 @@ def create_app(gateway: Gateway) -> Starlette:
             if not graphiql_enabled:
                 return PlainTextResponse("GraphiQL is off in the production profile", 404)
             return _graphiql_response()
-        return await graphql.run(request)
+        try:
+            return await graphql.run(request)
+        except HTTPException as exc:
+            # Transport-level refusals (bad JSON, content type, GET mutation, batches).
+            return PlainTextResponse(exc.reason, status_code=exc.status_code)
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})

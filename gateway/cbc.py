@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from gateway.cache import Codec
 from gateway.caller import Caller
 from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
@@ -103,7 +104,7 @@ class ResourcesQueryEndpoint:
     upstream = UPSTREAM
     name = "resources_query"
     path = PATH
-    codec = RecordCodec(ResourcePage)
+    codec: Codec[ResourcePage] = RecordCodec(ResourcePage)
 
     def validate(self, query: ResourceQuery) -> None:
         def refuse(message: str) -> InvalidRequest:

@@ -61,7 +61,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         if value is not None
     }
     if overrides:
-        server = dataclasses.replace(server, **overrides)  # type: ignore[arg-type]
+        server = dataclasses.replace(server, **overrides)
         settings = settings.replace(server=server)
     return settings
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 
+from gateway.cache import Codec
 from gateway.caller import Caller
 from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
@@ -131,7 +132,7 @@ class QueryResourceEndpoint:
     upstream = UPSTREAM
     name = "queryresource"
     path = PATH
-    codec = RecordCodec(SubscriptionPage)
+    codec: Codec[SubscriptionPage] = RecordCodec(SubscriptionPage)
 
     def validate(self, query: SubscriptionQuery) -> None:
         if not 1 <= query.limit <= MAX_PAGE_SIZE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import logging
+from typing import TypeVar
 
 import strawberry
 
@@ -39,12 +40,34 @@ class ExpirePolicy(enum.Enum):
     )
 
 
-_SUBSCRIPTION_STATUSES = {member.value: member for member in SubscriptionStatus}
-_RESOURCE_STATUSES = {member.value: member for member in ResourceStatus}
-_EXPIRE_POLICIES = {member.value: member for member in ExpirePolicy}
+# The upstreams' codes, both ways. Explicit tables: the codes are the contract.
+SUBSCRIPTION_STATUS_CODES: dict[SubscriptionStatus, int] = {
+    SubscriptionStatus.EFFECTIVE: 2,
+    SubscriptionStatus.EXPIRED: 8,
+    SubscriptionStatus.HISTORICAL: 9,
+}
+RESOURCE_STATUS_CODES: dict[ResourceStatus, int] = {
+    ResourceStatus.PROVISIONED: 2,
+    ResourceStatus.CLOSED: 3,
+    ResourceStatus.FROZEN: 4,
+    ResourceStatus.EXPIRED: 5,
+}
+EXPIRE_POLICY_CODES: dict[ExpirePolicy, int] = {
+    ExpirePolicy.GRACE_PERIOD: 0,
+    ExpirePolicy.TO_PAY_PER_USE: 1,
+    ExpirePolicy.DELETE: 2,
+    ExpirePolicy.AUTO_RENEW: 3,
+    ExpirePolicy.FREEZE: 4,
+    ExpirePolicy.DELETE_FROM_RETENTION: 5,
+}
+_SUBSCRIPTION_STATUSES = {code: member for member, code in SUBSCRIPTION_STATUS_CODES.items()}
+_RESOURCE_STATUSES = {code: member for member, code in RESOURCE_STATUS_CODES.items()}
+_EXPIRE_POLICIES = {code: member for member, code in EXPIRE_POLICY_CODES.items()}
+
+E = TypeVar("E", bound=enum.Enum)
 
 
-def _lookup(table: dict[int, enum.Enum], value: int | None, what: str) -> enum.Enum | None:
+def _lookup(table: dict[int, E], value: int | None, what: str) -> E | None:
     if value is None:
         return None
     member = table.get(value)
@@ -55,12 +78,16 @@ def _lookup(table: dict[int, enum.Enum], value: int | None, what: str) -> enum.E
 
 
 def subscription_status(value: int | None) -> SubscriptionStatus | None:
-    return _lookup(_SUBSCRIPTION_STATUSES, value, "status")  # type: ignore[return-value]
+    return _lookup(_SUBSCRIPTION_STATUSES, value, "status")
 
 
 def resource_status(value: int | None) -> ResourceStatus | None:
-    return _lookup(_RESOURCE_STATUSES, value, "status")  # type: ignore[return-value]
+    return _lookup(_RESOURCE_STATUSES, value, "status")
 
 
 def expire_policy(value: int | None) -> ExpirePolicy | None:
-    return _lookup(_EXPIRE_POLICIES, value, "expire_policy")  # type: ignore[return-value]
+    return _lookup(_EXPIRE_POLICIES, value, "expire_policy")
+
+
+def resource_status_codes(statuses: list[ResourceStatus] | None) -> tuple[int, ...]:
+    return tuple(sorted({RESOURCE_STATUS_CODES[s] for s in statuses or ()}))

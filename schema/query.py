@@ -11,6 +11,7 @@ from gateway.cbc import MAX_ORDER_ID_LENGTH, MAX_RESOURCE_IDS, ResourceQuery
 from gateway.errors import InvalidRequest
 from schema.context import GatewayContext
 from schema.cursors import decode_cursor, encode_cursor
+from schema.enums import resource_status_codes
 from schema.inputs import ResourceFilter, TimeWindow
 from schema.types import (
     CloudResource,
@@ -164,7 +165,7 @@ def resource_query(resource_filter: ResourceFilter | None) -> ResourceQuery:
         resource_ids=ids,
         order_id=order_id,
         only_main_resource=bool(resource_filter.only_main_resources),
-        statuses=tuple(sorted({s.value for s in resource_filter.statuses or ()})),
+        statuses=resource_status_codes(resource_filter.statuses),
         expire_from=expire_from,
         expire_to=expire_to,
     )

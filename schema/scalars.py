@@ -42,4 +42,4 @@ DATETIME_SCALAR: ScalarDefinition = strawberry.scalar(
     parse_value=parse_datetime,
 )
 
-SCALAR_MAP = {datetime: DATETIME_SCALAR}
+SCALAR_MAP: dict[object, ScalarDefinition] = {datetime: DATETIME_SCALAR}

@@ -23,6 +23,7 @@ from schema.enums import (
     SubscriptionStatus,
     expire_policy,
     resource_status,
+    resource_status_codes,
     subscription_status,
 )
 from schema.loaders import OrderResourcesKey
@@ -197,7 +198,7 @@ class SoftwareSubscription:
         key = OrderResourcesKey(
             order_id=self.order_id,
             only_main_resources=bool(only_main_resources),
-            statuses=tuple(sorted({s.value for s in statuses or ()})),
+            statuses=resource_status_codes(statuses),
         )
         records = await info.context.loaders.order_resources.load(key)
         return [CloudResource.from_record(record) for record in records]
