@@ -277,7 +277,8 @@ class _RedisBackend:
         return {"backend": self.name, "healthy": self.healthy, "entries": None}
 
     async def close(self) -> None:
-        await self._cache.close()
+        # aiocache 0.12's close() calls redis-py's deprecated close(); aclose() is the same.
+        await self._cache.client.aclose()
 
 
 class PageCache:
