@@ -106,7 +106,7 @@ async def test_retries_are_bounded() -> None:
 
 async def test_retry_after_is_honoured() -> None:
     fake = FakeTime()
-    attempt, calls = failing(ErrorKind.THROTTLED, retry_after=2.5)
+    attempt, _ = failing(ErrorKind.THROTTLED, retry_after=2.5)
     assert await guard(fake).run(attempt) == "ok"
     assert fake.sleeps == [2.5]
 

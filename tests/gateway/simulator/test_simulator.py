@@ -119,7 +119,7 @@ async def test_auth_errors(sim: tuple[Simulator, httpx.AsyncClient]) -> None:
 async def test_tokens_are_tenants_and_data_is_deterministic(
     sim: tuple[Simulator, httpx.AsyncClient],
 ) -> None:
-    simulator, http = sim
+    _, http = sim
     alice = (await post(http, OMA_PATH, {"limit": 5, "offset": 0}, "alice")).json()["result"]
     bob = (await post(http, OMA_PATH, {"limit": 5, "offset": 0}, "bob")).json()["result"]
     assert {r["id"] for r in alice}.isdisjoint({r["id"] for r in bob} - {"1638814724192780290"})
