@@ -60,7 +60,7 @@ class Query:
     @strawberry.field(
         description=(
             "Software subscriptions of the caller (OMA), newest first as OMA orders them. "
-            "`window` bounds their modification time."
+            "`window` bounds their modification time. Null, with an error, when OMA fails."
         )
     )
     async def subscriptions(
@@ -71,7 +71,7 @@ class Query:
         ] = None,
         first: Annotated[int | None, strawberry.argument(description=FIRST_DESCRIPTION)] = 20,
         after: Annotated[str | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
-    ) -> SoftwareSubscriptionConnection:
+    ) -> SoftwareSubscriptionConnection | None:
         context = info.context
         offset, count = page_window(SUBSCRIPTIONS, first, after, context.limits.max_first)
         start, end = window.bounds() if window else (None, None)
@@ -89,7 +89,10 @@ class Query:
             nodes=nodes,
         )
 
-    @strawberry.field(description="Yearly/monthly cloud resources of the caller (CBC).")
+    @strawberry.field(
+        description="Yearly/monthly cloud resources of the caller (CBC). Null, with an error, "
+        "when CBC fails."
+    )
     async def resources(
         self,
         info: Info[GatewayContext, None],
@@ -98,7 +101,7 @@ class Query:
         ] = None,
         first: Annotated[int | None, strawberry.argument(description=FIRST_DESCRIPTION)] = 20,
         after: Annotated[str | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
-    ) -> CloudResourceConnection:
+    ) -> CloudResourceConnection | None:
         context = info.context
         offset, count = page_window(RESOURCES, first, after, context.limits.max_first)
         query = resource_query(filter)
@@ -127,12 +130,12 @@ class Query:
     @strawberry.field(
         description=(
             "Cloud resources by resource id, in the order asked; null where an id is not found. "
-            "Fetched in CBC calls of at most 50 ids."
+            "Fetched in CBC calls of at most 50 ids. Null, with an error, when CBC fails."
         )
     )
     async def resources_by_ids(
         self, info: Info[GatewayContext, None], resource_ids: list[strawberry.ID]
-    ) -> list[CloudResource | None]:
+    ) -> list[CloudResource | None] | None:
         check_resource_ids(resource_ids)
         families = await info.context.loaders.resource_family.load_many(list(resource_ids))
         return [CloudResource.from_record(f.record) if f.record else None for f in families]

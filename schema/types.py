@@ -101,8 +101,12 @@ class CloudResource:
         family = await info.context.loaders.resource_family.load(self.parent_resource_id)
         return CloudResource.from_record(family.record) if family.record else None
 
-    @strawberry.field(description="The resources attached to this primary one.")
-    async def attached_resources(self, info: Info[GatewayContext, None]) -> list[CloudResource]:
+    @strawberry.field(
+        description="The resources attached to this primary one. Null, with an error, when CBC fails."
+    )
+    async def attached_resources(
+        self, info: Info[GatewayContext, None]
+    ) -> list[CloudResource] | None:
         if not self.is_main_resource:
             return []
         family = await info.context.loaders.resource_family.load(self.resource_id)
@@ -183,7 +187,10 @@ class SoftwareSubscription:
             retry_times=record.retry_times,
         )
 
-    @strawberry.field(description="The CBC resources bought by this subscription's order.")
+    @strawberry.field(
+        description="The CBC resources bought by this subscription's order. Null, with an error, "
+        "when CBC fails: the subscription itself still answers."
+    )
     async def resources(
         self,
         info: Info[GatewayContext, None],
@@ -194,7 +201,7 @@ class SoftwareSubscription:
             list[ResourceStatus] | None,
             strawberry.argument(description="Only resources in these states."),
         ] = None,
-    ) -> list[CloudResource]:
+    ) -> list[CloudResource] | None:
         key = OrderResourcesKey(
             order_id=self.order_id,
             only_main_resources=bool(only_main_resources),
