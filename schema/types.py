@@ -102,7 +102,8 @@ class CloudResource:
         return CloudResource.from_record(family.record) if family.record else None
 
     @strawberry.field(
-        description="The resources attached to this primary one. Null, with an error, when CBC fails."
+        description="The resources attached to this primary one. "
+        "Null, with an error, when CBC fails."
     )
     async def attached_resources(
         self, info: Info[GatewayContext, None]
