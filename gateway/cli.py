@@ -6,13 +6,20 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import signal
 import sys
+import threading
+import time
 from collections.abc import Sequence
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import uvicorn
 
 from gateway.config import ConfigError, ServerSettings, Settings
+
+if TYPE_CHECKING:
+    from gateway.runtime import Gateway
 
 logger = logging.getLogger("gateway.cli")
 
@@ -34,18 +41,29 @@ CURL_BODY = '{"query": "{ subscriptions(first: 2) { totalCount nodes { id skuNam
 
 
 class DrainingServer(uvicorn.Server):
-    """On SIGTERM/SIGINT: readiness turns false at once, uvicorn stops accepting, lets
-    in-flight requests finish within the grace period, then exits."""
+    """On SIGTERM/SIGINT: readiness turns false at once; after ``drain_delay`` uvicorn
+    stops accepting, lets in-flight requests finish within the grace period, and exits."""
 
-    def __init__(self, config: uvicorn.Config, on_drain: list[object]) -> None:
+    def __init__(self, config: uvicorn.Config, gateway: Gateway, drain_delay: float) -> None:
         super().__init__(config)
-        self._drain_targets = on_drain
+        self._gateway = gateway
+        self._drain_delay = drain_delay
+        self._draining_since: float | None = None
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
-        for target in self._drain_targets:
-            target.draining = True  # type: ignore[attr-defined]
+        if self._draining_since is not None:
+            super().handle_exit(sig, frame)  # a second signal: stop now
+            return
+        self._draining_since = time.monotonic()
+        self._gateway.draining = True
         logger.info("draining: readiness is now false", extra={"signal": sig})
-        super().handle_exit(sig, frame)
+        if self._drain_delay > 0:
+            # uvicorn polls should_exit; setting it later from a timer thread is safe.
+            timer = threading.Timer(self._drain_delay, super().handle_exit, (sig, frame))
+            timer.daemon = True
+            timer.start()
+        else:
+            super().handle_exit(sig, frame)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -101,7 +119,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 0
     gateway = Gateway.build(settings)
     app = create_app(gateway)
-    server = DrainingServer(_uvicorn_config(app, settings.server), [gateway])
+    server = DrainingServer(
+        _uvicorn_config(app, settings.server), gateway, settings.server.drain_delay
+    )
     logger.info(
         "serving",
         extra={
@@ -110,8 +130,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "profile": settings.profile,
         },
     )
+    _exit_cleanly_after_drain()
     server.run()
     return 0
+
+
+def _exit_cleanly_after_drain() -> None:
+    """uvicorn re-raises the signal it drained for to the handler it found at start; with
+    this one a completed drain ends the process with status 0, not killed by SIGTERM."""
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: None)
 
 
 def app_from_environment() -> object:
@@ -142,7 +170,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     simulator = Simulator(SimulatorConfig(seed=args.seed, subscriptions=args.subscriptions))
     gateway = Gateway.build(settings)
     gateway_server = DrainingServer(
-        _uvicorn_config(create_app(gateway), settings.server), [gateway]
+        _uvicorn_config(create_app(gateway), settings.server), gateway, settings.server.drain_delay
     )
     simulator_server = uvicorn.Server(
         uvicorn.Config(
@@ -173,6 +201,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             simulator_server.should_exit = True
             await simulator_task
 
+    _exit_cleanly_after_drain()
     asyncio.run(run_both())
     return 0
 

@@ -106,6 +106,9 @@ class ServerSettings:
     workers: int = 1
     shutdown_grace: float = 20.0
     """Seconds in-flight requests get to finish after SIGTERM."""
+    drain_delay: float = 0.0
+    """Seconds between SIGTERM (readiness turns false) and closing the listener. Kubernetes
+    does this wait in a preStop hook; set it where nothing else holds traffic back."""
     cors_origins: tuple[str, ...] = ()
     log_level: str = "INFO"
     otel_enabled: bool = False
@@ -305,6 +308,7 @@ class _EnvReader:
             port=self.integer("GATEWAY_PORT", d.port, minimum=0),
             workers=self.integer("GATEWAY_WORKERS", d.workers, minimum=1),
             shutdown_grace=self.number("GATEWAY_SHUTDOWN_GRACE", d.shutdown_grace),
+            drain_delay=self.number("GATEWAY_DRAIN_DELAY", d.drain_delay),
             cors_origins=tuple(o.strip() for o in origins.split(",") if o.strip())
             if origins
             else (),

@@ -1,0 +1,135 @@
+"""The command line, and the real server process: start, answer, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from gateway.cli import main
+from schema.build import SCHEMA_FILE
+from tests.support.redis_server import free_port
+
+
+def test_export_schema_prints_the_checked_in_sdl(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export-schema"]) == 0
+    assert capsys.readouterr().out == SCHEMA_FILE.read_text()
+
+
+def test_check_config_accepts_a_valid_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_CACHE_URL", "redis://:hunter2@cache:6379/0")
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "configuration is valid" in out and "hunter2" not in out
+
+
+def test_check_config_lists_every_problem(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_PORT", "eighty")
+    monkeypatch.setenv("GATEWAY_CBC_RATE_LIMIT", "-3")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "GATEWAY_PORT" in err and "GATEWAY_CBC_RATE_LIMIT" in err
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"process exited: {process.stderr.read() if process.stderr else ''!r}"
+            )
+        try:
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@pytest.fixture
+def simulator_process() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.simulator", "--port", str(port), "--oma-latency", "1.5"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/_sim/healthz", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_sigterm_drains_readiness_then_lets_in_flight_requests_finish(
+    simulator_process: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "GATEWAY_PROFILE": "development",
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_OMA_BASE_URL": simulator_process,
+        "GATEWAY_CBC_BASE_URL": simulator_process,
+        "GATEWAY_OMA_RATE_LIMIT": "0",
+        "GATEWAY_DRAIN_DELAY": "1",
+        "GATEWAY_SHUTDOWN_GRACE": "10",
+    }
+    log = (tmp_path / "gateway.log").open("w+b")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.cli", "serve"], env=env, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{base}/healthz", process)
+        answers: list[httpx.Response] = []
+        slow = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(
+                    f"{base}/graphql",
+                    json={"query": "query Slow { subscriptions(first: 3) { totalCount } }"},
+                    headers={"X-Auth-Token": "sigterm-secret-token", "X-Request-Id": "slow-1"},
+                    timeout=20,
+                )
+            )
+        )
+        slow.start()
+        time.sleep(0.4)  # the request is now waiting on the slow upstream
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        ready = httpx.get(f"{base}/readyz", timeout=2)
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        slow.join(timeout=20)
+        assert answers and answers[0].status_code == 200
+        assert answers[0].json()["data"]["subscriptions"]["totalCount"] == 301
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log.seek(0)
+    text = log.read().decode()
+    log.close()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert "sigterm-secret-token" not in json.dumps(lines)
+    (request_line,) = [line for line in lines if line.get("request_id") == "slow-1"]
+    assert request_line["operation"] == "Slow"
+    assert request_line["status"] == 200 and request_line["upstream_calls"] == 1
+    assert any(line["message"].startswith("draining") for line in lines)
