@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
@@ -185,7 +186,7 @@ class Simulator:
         except orjson.JSONDecodeError:
             body = None
         self._counts[endpoint] += 1
-        self.calls.append({"endpoint": endpoint, "token": token, "body": body})
+        self.calls.append({"endpoint": endpoint, "token": token, "body": body, "at": time.time()})
         return body
 
     async def _fault(self, knobs: UpstreamKnobs, upstream: str) -> Response | None:
