@@ -93,7 +93,7 @@ async def ask(http: httpx.AsyncClient, url: str, token: str) -> httpx.Response:
 async def test_replicas_share_cache_stampede_protection_and_the_rate_limit(
     cluster: tuple[str, list[subprocess.Popen[bytes]], list[str]],
 ) -> None:
-    sim_url, processes, urls = cluster
+    sim_url, _, urls = cluster
     tokens = ["shared"] * 30 + [f"tenant-{i}" for i in range(10)] * 2
     async with httpx.AsyncClient(timeout=30) as http:
         responses = await asyncio.gather(
