@@ -1,0 +1,84 @@
+"""A deliberately naive build of the same schema, only for comparison in benchmarks.
+
+Same types, resolvers, clients and upstreams, but no loaders and no concurrency:
+every field that needs upstream data makes its own call, one call at a time, and
+pages of a range are fetched one after another. Run as ``python -m bench.naive``;
+it takes the same ``GATEWAY_*`` settings as ``gateway serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway import cbc, oma, paging
+from gateway.cli import main
+from schema import context as schema_context
+from schema.loaders import Loaders
+
+
+async def fetch_range_one_by_one(fetch: Any, offset: int, count: int, page_size: int) -> Any:
+    spans = paging.page_spans(offset, count, page_size) or [(offset, 1)]
+    pages = [await fetch(start, limit) for start, limit in spans]
+    return ([] if count == 0 else pages), pages[0].total
+
+
+async def fetch_all_one_by_one(fetch: Any, page_size: int, **_: Any) -> Any:
+    first = await fetch(0, page_size)
+    pages = [first]
+    while sum(len(p.records) for p in pages) < first.total and len(pages[-1].records) == page_size:
+        pages.append(await fetch(page_size * len(pages), page_size))
+    return pages, first.total
+
+
+class OneAtATime:
+    """A loader in name only: one upstream call per key, serialised per request."""
+
+    def __init__(self, load_one: Callable[[Any], Awaitable[Any]], lock: asyncio.Lock) -> None:
+        self._load_one = load_one
+        self._lock = lock
+
+    async def load(self, key: Any) -> Any:
+        async with self._lock:
+            return await self._load_one(key)
+
+    async def load_many(self, keys: list[Any]) -> list[Any]:
+        return [await self.load(key) for key in keys]
+
+
+class NaiveLoaders:
+    def __init__(self, upstreams: Any, caller: Any) -> None:
+        real = Loaders(upstreams, caller)
+        lock = asyncio.Lock()
+
+        async def family(resource_id: str) -> Any:
+            return (await real._load_families([resource_id]))[0]
+
+        async def order(key: Any) -> Any:
+            (answer,) = await real._load_order_resources([key])
+            if isinstance(answer, BaseException):
+                raise answer
+            return answer
+
+        self.resource_family = OneAtATime(family, lock)
+        self.order_resources = OneAtATime(order, lock)
+
+
+def naive_loaders(self: Any) -> Any:
+    if self._loaders is None:
+        self._loaders = NaiveLoaders(self.upstreams, self.caller)
+    return self._loaders
+
+
+def install() -> None:
+    for module in (oma, cbc):
+        module.fetch_range = fetch_range_one_by_one  # type: ignore[attr-defined]
+        module.fetch_all = fetch_all_one_by_one  # type: ignore[attr-defined]
+    schema_context.GatewayContext.loaders = property(naive_loaders)  # type: ignore[assignment,method-assign]
+
+
+if __name__ == "__main__":
+    install()
+    sys.exit(main(["serve"]))
