@@ -15,7 +15,9 @@ import time
 import aiohttp
 
 
-async def run(url: str, body: bytes, token: str, concurrency: int, requests: int) -> dict[str, object]:
+async def run(
+    url: str, body: bytes, token: str, concurrency: int, requests: int
+) -> dict[str, object]:
     latencies: list[float] = []
     failures = 0
     remaining = requests

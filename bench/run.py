@@ -66,12 +66,17 @@ def free_port() -> int:
 
 
 def pinned(core: int, command: list[str]) -> list[str]:
-    return ["taskset", "-c", str(core), *command] if os.cpu_count() and os.cpu_count() > 1 else command  # type: ignore[operator]
+    return (
+        ["taskset", "-c", str(core), *command] if os.cpu_count() and os.cpu_count() > 1 else command
+    )  # type: ignore[operator]
 
 
 def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        command,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -122,7 +127,10 @@ def plan_linked(sim: str, first: int) -> list[list[Call]]:
     level1 = plan_subscriptions(first)[0]
     subscriptions = [r for _, body in level1 for r in upstream(sim, OMA_PATH, body)["result"]]
     orders = list(dict.fromkeys(s["orderId"] for s in subscriptions))
-    level2 = [(CBC_PATH, {"order_id": o, "only_main_resource": 0, "offset": 0, "limit": CBC_PAGE}) for o in orders]
+    level2 = [
+        (CBC_PATH, {"order_id": o, "only_main_resource": 0, "offset": 0, "limit": CBC_PAGE})
+        for o in orders
+    ]
     resources = [r for _, body in level2 for r in upstream(sim, CBC_PATH, body)["data"]]
     # Parents of attached resources and attachments of primaries: one lookup by id each,
     # 50 ids a call (the API's limit); an order's answer cannot stand in for them, since
@@ -130,18 +138,33 @@ def plan_linked(sim: str, first: int) -> list[list[Call]]:
     ids = list(
         dict.fromkeys(
             [r["resource_id"] for r in resources if r["is_main_resource"] == 1]
-            + [r["parent_resource_id"] for r in resources if r["is_main_resource"] == 0 and r.get("parent_resource_id")]
+            + [
+                r["parent_resource_id"]
+                for r in resources
+                if r["is_main_resource"] == 0 and r.get("parent_resource_id")
+            ]
         )
     )
     level3 = [
-        (CBC_PATH, {"resource_ids": list(chunk), "only_main_resource": 0, "offset": 0, "limit": CBC_PAGE})
+        (
+            CBC_PATH,
+            {"resource_ids": list(chunk), "only_main_resource": 0, "offset": 0, "limit": CBC_PAGE},
+        )
         for chunk in chunks(ids, MAX_RESOURCE_IDS)
     ]
     return [level1, level2, level3]
 
 
 def plan_by_ids(ids: list[str]) -> list[list[Call]]:
-    return [[(CBC_PATH, {"resource_ids": list(c), "only_main_resource": 0, "offset": 0, "limit": CBC_PAGE}) for c in chunks(ids, MAX_RESOURCE_IDS)]]
+    return [
+        [
+            (
+                CBC_PATH,
+                {"resource_ids": list(c), "only_main_resource": 0, "offset": 0, "limit": CBC_PAGE},
+            )
+            for c in chunks(ids, MAX_RESOURCE_IDS)
+        ]
+    ]
 
 
 async def replay(sim: str, plan: list[list[Call]], rounds: int) -> float:
@@ -165,11 +188,30 @@ async def replay(sim: str, plan: list[list[Call]], rounds: int) -> float:
 # -- measuring ---------------------------------------------------------------------
 
 
-def drive(url: str, scenario: Scenario, concurrency: int, requests: int, body_file: Path) -> dict[str, Any]:
+def drive(
+    url: str, scenario: Scenario, concurrency: int, requests: int, body_file: Path
+) -> dict[str, Any]:
     output = subprocess.run(
-        pinned(1, [sys.executable, "-m", "bench.load", "--url", f"{url}/graphql", "--body", str(body_file),
-                   "--token", TOKEN, "--concurrency", str(concurrency), "--requests", str(requests)]),
-        capture_output=True, check=True,
+        pinned(
+            1,
+            [
+                sys.executable,
+                "-m",
+                "bench.load",
+                "--url",
+                f"{url}/graphql",
+                "--body",
+                str(body_file),
+                "--token",
+                TOKEN,
+                "--concurrency",
+                str(concurrency),
+                "--requests",
+                str(requests),
+            ],
+        ),
+        capture_output=True,
+        check=True,
     )
     result: dict[str, Any] = json.loads(output.stdout)
     return result
@@ -188,7 +230,13 @@ def count_fields(value: Any) -> int:
 
 
 def measure(
-    url: str, pid: int, sim: str, scenario: Scenario, body_file: Path, requests_c1: int, requests_c32: int
+    url: str,
+    pid: int,
+    sim: str,
+    scenario: Scenario,
+    body_file: Path,
+    requests_c1: int,
+    requests_c32: int,
 ) -> dict[str, Any]:
     body = json.loads(body_file.read_text())
     response = httpx.post(f"{url}/graphql", json=body, headers={"X-Auth-Token": TOKEN}, timeout=120)
@@ -204,8 +252,14 @@ def measure(
     return {
         "upstream_calls_per_request": calls,
         "fields": fields,
-        "c1": {k: percentile(single["latencies"], q) * 1000 for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))},
-        "c32": {k: percentile(loaded["latencies"], q) * 1000 for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))},
+        "c1": {
+            k: percentile(single["latencies"], q) * 1000
+            for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+        },
+        "c32": {
+            k: percentile(loaded["latencies"], q) * 1000
+            for k, q in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99))
+        },
         "rps_c32": len(loaded["latencies"]) / loaded["elapsed"],
         "failures": single["failures"] + loaded["failures"],
         "cpu_s_per_request": (cpu_after - cpu_before) / requests_c1,
@@ -215,9 +269,15 @@ def measure(
 
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.run")
-    parser.add_argument("--latency", type=float, default=0.02, help="added upstream latency, seconds")
-    parser.add_argument("--requests", type=int, default=30, help="requests per scenario at concurrency 1")
-    parser.add_argument("--loaded-requests", type=int, default=320, help="requests at concurrency 32")
+    parser.add_argument(
+        "--latency", type=float, default=0.02, help="added upstream latency, seconds"
+    )
+    parser.add_argument(
+        "--requests", type=int, default=30, help="requests per scenario at concurrency 1"
+    )
+    parser.add_argument(
+        "--loaded-requests", type=int, default=320, help="requests at concurrency 32"
+    )
     parser.add_argument("--naive-requests", type=int, default=3, help="naive build, concurrency 1")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     args = parser.parse_args()
@@ -239,16 +299,41 @@ def main() -> int:
     }
     no_cache = {"GATEWAY_OMA_CACHE_TTL": "0", "GATEWAY_CBC_CACHE_TTL": "0"}
     processes = {
-        "simulator": start(pinned(1, [sys.executable, "-m", "gateway.simulator", "--port", str(sim_port),
-                                      "--subscriptions", "1200", "--oma-latency", str(args.latency),
-                                      "--cbc-latency", str(args.latency)])),
-        "gateway": start(pinned(0, [sys.executable, "-m", "gateway.cli", "serve"]),
-                         {**common, **no_cache, "GATEWAY_PORT": str(cold_port)}),
-        "gateway_warm": start(pinned(0, [sys.executable, "-m", "gateway.cli", "serve"]),
-                              {**common, "GATEWAY_PORT": str(warm_port), "GATEWAY_OMA_CACHE_TTL": "3600",
-                               "GATEWAY_CBC_CACHE_TTL": "3600"}),
-        "naive": start(pinned(0, [sys.executable, "-m", "bench.naive"]),
-                       {**common, **no_cache, "GATEWAY_PORT": str(naive_port)}),
+        "simulator": start(
+            pinned(
+                1,
+                [
+                    sys.executable,
+                    "-m",
+                    "gateway.simulator",
+                    "--port",
+                    str(sim_port),
+                    "--subscriptions",
+                    "1200",
+                    "--oma-latency",
+                    str(args.latency),
+                    "--cbc-latency",
+                    str(args.latency),
+                ],
+            )
+        ),
+        "gateway": start(
+            pinned(0, [sys.executable, "-m", "gateway.cli", "serve"]),
+            {**common, **no_cache, "GATEWAY_PORT": str(cold_port)},
+        ),
+        "gateway_warm": start(
+            pinned(0, [sys.executable, "-m", "gateway.cli", "serve"]),
+            {
+                **common,
+                "GATEWAY_PORT": str(warm_port),
+                "GATEWAY_OMA_CACHE_TTL": "3600",
+                "GATEWAY_CBC_CACHE_TTL": "3600",
+            },
+        ),
+        "naive": start(
+            pinned(0, [sys.executable, "-m", "bench.naive"]),
+            {**common, **no_cache, "GATEWAY_PORT": str(naive_port)},
+        ),
     }
     try:
         wait_up(f"{sim}/_sim/healthz")
@@ -256,16 +341,38 @@ def main() -> int:
             wait_up(f"http://127.0.0.1:{port}/healthz")
         ids = [r["resource_id"] for r in upstream(sim, CBC_PATH, {"limit": 200})["data"]]
         scenarios = [
-            Scenario("s1", "subscriptions(first: 100), every scalar", "s1_subscriptions_100.graphql",
-                     plan=plan_subscriptions(100)),
-            Scenario("s2", "linked depth 3: 100 subscriptions, resources, parent, attached",
-                     "s2_linked_depth3.graphql", plan=plan_linked(sim, 100)),
-            Scenario("s3", "subscriptions(first: 1000), every scalar", "s3_subscriptions_1000.graphql",
-                     plan=plan_subscriptions(1000)),
-            Scenario("s4", "scenario 2 with a warm cache", "s2_linked_depth3.graphql", warm=True,
-                     plan=plan_linked(sim, 100)),
-            Scenario("s5", "resourcesByIds with 200 ids", "s5_resources_by_ids_200.graphql",
-                     variables={"ids": ids}, plan=plan_by_ids(ids)),
+            Scenario(
+                "s1",
+                "subscriptions(first: 100), every scalar",
+                "s1_subscriptions_100.graphql",
+                plan=plan_subscriptions(100),
+            ),
+            Scenario(
+                "s2",
+                "linked depth 3: 100 subscriptions, resources, parent, attached",
+                "s2_linked_depth3.graphql",
+                plan=plan_linked(sim, 100),
+            ),
+            Scenario(
+                "s3",
+                "subscriptions(first: 1000), every scalar",
+                "s3_subscriptions_1000.graphql",
+                plan=plan_subscriptions(1000),
+            ),
+            Scenario(
+                "s4",
+                "scenario 2 with a warm cache",
+                "s2_linked_depth3.graphql",
+                warm=True,
+                plan=plan_linked(sim, 100),
+            ),
+            Scenario(
+                "s5",
+                "resourcesByIds with 200 ids",
+                "s5_resources_by_ids_200.graphql",
+                variables={"ids": ids},
+                plan=plan_by_ids(ids),
+            ),
         ]
         results: dict[str, Any] = {
             "date": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -276,8 +383,14 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as scratch:
             for scenario in scenarios:
                 body_file = Path(scratch) / f"{scenario.name}.json"
-                body_file.write_text(json.dumps({"query": (HERE / "operations" / scenario.operation).read_text(),
-                                                 "variables": scenario.variables}))
+                body_file.write_text(
+                    json.dumps(
+                        {
+                            "query": (HERE / "operations" / scenario.operation).read_text(),
+                            "variables": scenario.variables,
+                        }
+                    )
+                )
                 floor = 0.0 if scenario.warm else asyncio.run(replay(sim, scenario.plan, 10))
                 url, pid = (
                     (f"http://127.0.0.1:{warm_port}", processes["gateway_warm"].pid)
@@ -285,10 +398,19 @@ def main() -> int:
                     else (f"http://127.0.0.1:{cold_port}", processes["gateway"].pid)
                 )
                 print(f"{scenario.name}: gateway", flush=True)
-                ours = measure(url, pid, sim, scenario, body_file, args.requests, args.loaded_requests)
+                ours = measure(
+                    url, pid, sim, scenario, body_file, args.requests, args.loaded_requests
+                )
                 print(f"{scenario.name}: naive", flush=True)
-                naive = measure(f"http://127.0.0.1:{naive_port}", processes["naive"].pid, sim, scenario,
-                                body_file, args.naive_requests, 32)
+                naive = measure(
+                    f"http://127.0.0.1:{naive_port}",
+                    processes["naive"].pid,
+                    sim,
+                    scenario,
+                    body_file,
+                    args.naive_requests,
+                    32,
+                )
                 results["scenarios"][scenario.name] = {
                     "title": scenario.title,
                     "minimum_calls": scenario.minimum_calls,
@@ -296,7 +418,9 @@ def main() -> int:
                     "gateway": ours,
                     "naive": naive,
                 }
-        results["peak_rss_mb"] = {name: peak_rss_mb(p.pid) for name, p in processes.items() if name != "simulator"}
+        results["peak_rss_mb"] = {
+            name: peak_rss_mb(p.pid) for name, p in processes.items() if name != "simulator"
+        }
     finally:
         for process in processes.values():
             process.terminate()
@@ -333,13 +457,37 @@ def render(results: dict[str, Any]) -> str:
     checks = []
     for name, sc in s.items():
         g = sc["gateway"]
-        checks.append((f"{name}: upstream calls = minimum ({sc['minimum_calls']})", abs(g["upstream_calls_per_request"] - sc["minimum_calls"]) < 1e-9, f"{g['upstream_calls_per_request']:.2f}"))
+        checks.append(
+            (
+                f"{name}: upstream calls = minimum ({sc['minimum_calls']})",
+                abs(g["upstream_calls_per_request"] - sc["minimum_calls"]) < 1e-9,
+                f"{g['upstream_calls_per_request']:.2f}",
+            )
+        )
         if sc["floor_ms"]:
             bound = sc["floor_ms"] * 1.15 + 10
-            checks.append((f"{name}: p50 c=1 within 15% + 10 ms of the floor ({bound:.1f} ms)", g["c1"]["p50"] <= bound, f"{g['c1']['p50']:.1f} ms"))
-        checks.append((f"{name}: c=32 no failure, p99 < 5 x p50", g["failures"] == 0 and g["c32"]["p99"] < 5 * g["c32"]["p50"], f"{g['failures']} failures, p99/p50 {g['c32']['p99'] / max(g['c32']['p50'], 0.001):.1f}"))
+            checks.append(
+                (
+                    f"{name}: p50 c=1 within 15% + 10 ms of the floor ({bound:.1f} ms)",
+                    g["c1"]["p50"] <= bound,
+                    f"{g['c1']['p50']:.1f} ms",
+                )
+            )
+        checks.append(
+            (
+                f"{name}: c=32 no failure, p99 < 5 x p50",
+                g["failures"] == 0 and g["c32"]["p99"] < 5 * g["c32"]["p50"],
+                f"{g['failures']} failures, p99/p50 {g['c32']['p99'] / max(g['c32']['p50'], 0.001):.1f}",
+            )
+        )
     s3 = s["s3"]["gateway"]
-    checks.append(("s3: at most 8 µs gateway CPU per field", s3["cpu_us_per_field"] <= 8, f"{s3['cpu_us_per_field']:.1f} µs over {s3['fields']} fields"))
+    checks.append(
+        (
+            "s3: at most 8 µs gateway CPU per field",
+            s3["cpu_us_per_field"] <= 8,
+            f"{s3['cpu_us_per_field']:.1f} µs over {s3['fields']} fields",
+        )
+    )
     ratio = s["s4"]["gateway"]["rps_c32"] / max(s["s2"]["gateway"]["rps_c32"], 0.001)
     checks.append(("s4 warm >= 4 x s2 cold req/s", ratio >= 4, f"{ratio:.1f}x"))
     peak = max(results["peak_rss_mb"][k] for k in ("gateway", "gateway_warm"))

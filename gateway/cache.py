@@ -23,6 +23,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Generic, Literal, Protocol, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -37,11 +38,14 @@ from gateway.metrics import CACHE_BACKEND_UP, CACHE_EVENTS
 logger = logging.getLogger("gateway.cache")
 
 T = TypeVar("T")
+R = TypeVar("R")
 Source = Literal["hit", "miss", "stale", "bypass"]
 
 _KEY_VERSION = "gw:v1"
 _RETRY_REDIS_AFTER = 1.0
+"""Seconds Redis is skipped after a failure, so a dead Redis costs no timeout per call."""
 _POLL_INTERVAL = 0.025
+"""Seconds between looks at another replica's lock and entry."""
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -53,12 +57,14 @@ class CacheKey:
     upstream: str
     endpoint: str
     params: tuple[tuple[str, object], ...]
+    """Normalised request parameters; values are str, int, None or tuples of those."""
     credential: str
     """``Caller.fingerprint``: a one-way hash, never the token."""
 
     def render(self) -> str:
-        canonical = orjson.dumps(self.params, option=orjson.OPT_SORT_KEYS)
-        digest = hashlib.sha256(canonical).hexdigest()[:32]
+        # Sorted here too, so a caller that forgets to sort still hits its own entries.
+        params = sorted(self.params, key=lambda item: item[0])
+        digest = hashlib.sha256(orjson.dumps(params)).hexdigest()[:32]
         return f"{_KEY_VERSION}:{self.upstream}:{self.endpoint}:{self.credential}:{digest}"
 
 
@@ -80,20 +86,24 @@ class _Entry:
     stored_at: float
     """Wall-clock time of the fetch: replicas share it through Redis."""
 
+    def age(self) -> float:
+        return time.time() - self.stored_at
+
 
 class _BackendUnavailable(Exception):
-    pass
+    """The backend failed, timed out or is being skipped after a recent failure."""
 
 
 class _Backend(Protocol):
-    name: str
-    shared: bool
-
     async def get(self, key: str, codec: Codec[Any]) -> _Entry | None: ...
 
-    async def set(self, key: str, entry: _Entry, codec: Codec[Any], ttl: float) -> None: ...
+    async def set(self, key: str, entry: _Entry, codec: Codec[Any], expire: float) -> None: ...
 
     async def try_lock(self, key: str, token: str, lease: float) -> bool: ...
+
+    async def peek(self, key: str, codec: Codec[Any]) -> tuple[_Entry | None, bool]:
+        """The entry and whether its fill lock is held, in one round trip."""
+        ...
 
     async def unlock(self, key: str, token: str) -> None: ...
 
@@ -104,18 +114,27 @@ class _Backend(Protocol):
     async def close(self) -> None: ...
 
 
+def _upstream_of(rendered: str) -> str:
+    return rendered.split(":")[2]
+
+
 class _LruMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
-    """aiocache's memory cache, bounded: the least recently used entry goes first."""
+    """aiocache's memory cache, bounded: the least recently used entry goes first.
+
+    Its dict keeps insertion order; moving a key to the end on every read and
+    write makes the first key the least recently used.
+    """
 
     def __init__(self, max_entries: int, on_evict: Callable[[str], None]) -> None:
-        super().__init__(serializer=NullSerializer())
+        # No aiocache timeout: a dict operation cannot hang, and wait_for costs a task.
+        super().__init__(serializer=NullSerializer(), timeout=None)
         self.max_entries = max_entries
         self._on_evict = on_evict
 
     async def _get(self, key: str, encoding: str | None = "utf-8", _conn: object = None) -> Any:
         value = self._cache.pop(key, None)
         if value is not None:
-            self._cache[key] = value  # most recently used goes last
+            self._cache[key] = value
         return value
 
     async def _set(
@@ -130,33 +149,40 @@ class _LruMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
         result: bool = await super()._set(key, value, ttl=ttl, _cas_token=_cas_token, _conn=_conn)
         while len(self._cache) > self.max_entries:
             oldest = next(iter(self._cache))
-            await super()._delete(oldest)
+            await super()._delete(oldest)  # also cancels its expiry timer
             self._on_evict(oldest)
         return result
 
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    async def _close(self, *args: object, **kwargs: object) -> None:
+        for handle in self._handlers.values():
+            handle.cancel()
+        self._cache.clear()
+        self._handlers.clear()
+
 
 class _MemoryBackend:
-    name = "memory"
-    shared = False
+    """Stores the value object itself: see ``PageCache.get_or_fetch`` for why that is safe."""
 
     def __init__(self, max_entries: int) -> None:
-        self._cache = _LruMemoryCache(max_entries, self._evicted)
+        self._cache = _LruMemoryCache(
+            max_entries, lambda key: CACHE_EVENTS.labels(_upstream_of(key), "eviction").inc()
+        )
 
-    @staticmethod
-    def _evicted(key: str) -> None:
-        CACHE_EVENTS.labels(key.split(":")[2], "eviction").inc()
-
-    # Values are immutable (frozen dataclasses of tuples), so the object itself is
-    # stored and handed out: no caller can mutate what the cache holds.
     async def get(self, key: str, codec: Codec[Any]) -> _Entry | None:
         entry: _Entry | None = await self._cache.get(key)
         return entry
 
-    async def set(self, key: str, entry: _Entry, codec: Codec[Any], ttl: float) -> None:
-        await self._cache.set(key, entry, ttl=ttl)
+    async def set(self, key: str, entry: _Entry, codec: Codec[Any], expire: float) -> None:
+        await self._cache.set(key, entry, ttl=expire)
 
     async def try_lock(self, key: str, token: str, lease: float) -> bool:
-        return False  # one process: single flight already coalesces
+        return True  # one process: the single flight already makes this the only fetch
+
+    async def peek(self, key: str, codec: Codec[Any]) -> tuple[_Entry | None, bool]:
+        return await self.get(key, codec), False
 
     async def unlock(self, key: str, token: str) -> None:
         return None
@@ -165,13 +191,15 @@ class _MemoryBackend:
         return True
 
     def status(self) -> dict[str, object]:
-        return {"backend": self.name, "healthy": True, "entries": len(self._cache._cache)}
+        return {"backend": "memory", "healthy": True, "entries": len(self._cache)}
 
     async def close(self) -> None:
-        await self._cache.clear()
+        await self._cache.close()
 
 
 class _BytesSerializer(BaseSerializer):  # type: ignore[misc]
+    """Hands bytes through: the codec and the envelope make them, not aiocache."""
+
     DEFAULT_ENCODING = None
 
     def dumps(self, value: bytes) -> bytes:
@@ -182,12 +210,15 @@ class _BytesSerializer(BaseSerializer):  # type: ignore[misc]
 
 
 class _RedisBackend:
-    name = "redis"
-    shared = True
+    """Entries are ``b"<fetch time>|<codec bytes>"``; the lock of ``key`` is ``key:lock``."""
 
     def __init__(self, settings: CacheSettings) -> None:
         parts = urlsplit(settings.url)
-        self._timeout = settings.operation_timeout
+        # A zero timeout would fail every call; it means "no limit" instead.
+        self._timeout = settings.operation_timeout if settings.operation_timeout > 0 else None
+        pool_kwargs: dict[str, object] = {"socket_timeout": self._timeout}
+        if parts.username:
+            pool_kwargs["username"] = unquote(parts.username)
         self._cache = RedisCache(
             serializer=_BytesSerializer(),
             endpoint=parts.hostname or "127.0.0.1",
@@ -196,30 +227,29 @@ class _RedisBackend:
             password=unquote(parts.password) if parts.password else None,
             ssl=parts.scheme == "rediss",
             timeout=None,  # our own timeout wraps every call
-            create_connection_timeout=settings.operation_timeout,
-            connection_pool_kwargs={"socket_timeout": settings.operation_timeout},
+            create_connection_timeout=self._timeout,
+            connection_pool_kwargs=pool_kwargs,
         )
-        self._down_until = 0.0
+        self._client = self._cache.client
+        self._skip_until = 0.0
+        # Nothing connects yet: a Redis that is down at start-up shows on first use.
         self.healthy = True
         CACHE_BACKEND_UP.set(1)
 
-    async def _call(self, operation: Callable[[], Awaitable[T]]) -> T:
-        if time.monotonic() < self._down_until:
+    async def _call(self, operation: Callable[[], Awaitable[R]]) -> R:
+        if time.monotonic() < self._skip_until:
             raise _BackendUnavailable
         try:
             async with asyncio.timeout(self._timeout):
                 result = await operation()
-        except Exception as exc:
+        except Exception as exc:  # any failure of an accelerator is a miss, never an answer
             self._mark_down(exc)
-            raise _BackendUnavailable from None
-        if not self.healthy:
-            self.healthy = True
-            CACHE_BACKEND_UP.set(1)
-            logger.info("redis answers again; shared cache back in use")
+            raise _BackendUnavailable from exc
+        self._mark_up()
         return result
 
     def _mark_down(self, exc: BaseException) -> None:
-        self._down_until = time.monotonic() + _RETRY_REDIS_AFTER
+        self._skip_until = time.monotonic() + _RETRY_REDIS_AFTER
         if self.healthy:
             self.healthy = False
             CACHE_BACKEND_UP.set(0)
@@ -228,57 +258,83 @@ class _RedisBackend:
                 extra={"error": type(exc).__name__},
             )
 
-    async def get(self, key: str, codec: Codec[Any]) -> _Entry | None:
-        raw: bytes | None = await self._call(lambda: self._cache.get(key))
+    def _mark_up(self) -> None:
+        if not self.healthy:
+            self.healthy = True
+            self._skip_until = 0.0
+            CACHE_BACKEND_UP.set(1)
+            logger.info("redis answers again; shared cache back in use")
+
+    @staticmethod
+    def _decode(key: str, raw: bytes | None, codec: Codec[Any]) -> _Entry | None:
         if raw is None:
             return None
         header, _, payload = raw.partition(b"|")
         try:
             return _Entry(value=codec.decode(payload), stored_at=float(header))
-        except (ValueError, TypeError, KeyError, IndexError):
+        except Exception:  # an entry of another version or a corrupt one is a miss
             logger.warning("unreadable cache entry ignored", extra={"key": key})
             return None
 
-    async def set(self, key: str, entry: _Entry, codec: Codec[Any], ttl: float) -> None:
-        raw = b"%.3f|" % entry.stored_at + codec.encode(entry.value)
-        await self._call(lambda: self._cache.set(key, raw, ttl=float(ttl)))
+    async def get(self, key: str, codec: Codec[Any]) -> _Entry | None:
+        raw: bytes | None = await self._call(lambda: self._cache.get(key))
+        return self._decode(key, raw, codec)
+
+    async def set(self, key: str, entry: _Entry, codec: Codec[Any], expire: float) -> None:
+        raw = b"%.6f|" % entry.stored_at + codec.encode(entry.value)
+        # A float ttl makes aiocache use PSETEX; it must be at least one millisecond.
+        await self._call(lambda: self._cache.set(key, raw, ttl=max(float(expire), 0.001)))
 
     async def try_lock(self, key: str, token: str, lease: float) -> bool:
-        client = self._cache.client
+        lease_ms = max(1, int(lease * 1000))
         acquired = await self._call(
-            lambda: client.set(f"{key}:lock", token, nx=True, px=max(1, int(lease * 1000)))
+            lambda: self._client.set(f"{key}:lock", token, nx=True, px=lease_ms)
         )
         return bool(acquired)
 
-    async def lock_held(self, key: str) -> bool:
-        exists: bool = await self._call(lambda: self._cache.exists(f"{key}:lock"))
-        return exists
+    async def peek(self, key: str, codec: Codec[Any]) -> tuple[_Entry | None, bool]:
+        raw, lock = await self._call(lambda: self._cache.multi_get([key, f"{key}:lock"]))
+        return self._decode(key, raw, codec), lock is not None
 
     async def unlock(self, key: str, token: str) -> None:
         # Only the holder deletes: a lock that expired and was taken by another stays.
-        client = self._cache.client
-        await self._call(lambda: client.eval(_UNLOCK, 1, f"{key}:lock", token))
+        await self._call(lambda: self._client.eval(_UNLOCK, 1, f"{key}:lock", token))
 
     async def ping(self) -> bool:
+        # Readiness asks Redis itself, also while calls are skipping it.
         try:
             async with asyncio.timeout(self._timeout):
-                await self._cache.client.ping()
+                await self._client.ping()
         except Exception as exc:
             self._mark_down(exc)
             return False
-        if not self.healthy:
-            self._down_until = 0.0
-            self.healthy = True
-            CACHE_BACKEND_UP.set(1)
-            logger.info("redis answers again; shared cache back in use")
+        self._mark_up()
         return True
 
     def status(self) -> dict[str, object]:
-        return {"backend": self.name, "healthy": self.healthy, "entries": None}
+        return {"backend": "redis", "healthy": self.healthy, "entries": None}
 
     async def close(self) -> None:
         # aiocache 0.12's close() calls redis-py's deprecated close(); aclose() is the same.
-        await self._cache.client.aclose()
+        await self._client.aclose()
+
+
+class _Attempt:
+    """One resolution's use of the backend: a failure is a miss and one ``error`` event."""
+
+    def __init__(self, backend: _Backend, upstream: str) -> None:
+        self.backend = backend
+        self.upstream = upstream
+        self.failed = False
+
+    async def run(self, operation: Awaitable[R], fallback: R) -> R:
+        try:
+            return await operation
+        except _BackendUnavailable:
+            if not self.failed:
+                self.failed = True
+                CACHE_EVENTS.labels(self.upstream, "error").inc()
+            return fallback
 
 
 class PageCache:
@@ -303,21 +359,39 @@ class PageCache:
         ttl: float,
         refresh: bool = False,
     ) -> CacheResult[T]:
+        """The value for ``key``: cached when younger than ``ttl`` seconds, else fetched.
+
+        Values must be immutable (frozen dataclasses of tuples): the memory backend
+        stores and hands out the object itself, without the codec, so every caller
+        of a key gets the same object. Redis stores ``codec.encode(value)``.
+
+        Identical concurrent calls in this process share one ``fetch()`` and its
+        result or exception; those that joined another's fetch get ``hit``.
+        ``refresh`` skips the read (and shares a fetch only with other refreshes).
+        ``ttl <= 0`` calls ``fetch()`` and touches no backend.
+        """
         if ttl <= 0:
             return CacheResult(await fetch(), "bypass")
         rendered = key.render()
         flight_key = f"refresh:{rendered}" if refresh else rendered
         flight = self._flights.get(flight_key)
-        if flight is not None:
-            shared: CacheResult[T] = await asyncio.shield(flight)
-            # Joining another caller's fetch cost no upstream call of our own.
-            return shared if shared.source != "miss" else CacheResult(shared.value, "hit")
-        # A task of its own, so one caller going away does not cancel the others' fetch.
-        flight = asyncio.ensure_future(self._resolve(key, rendered, fetch, codec, ttl, refresh))
-        self._flights[flight_key] = flight
-        flight.add_done_callback(lambda _: self._flights.pop(flight_key, None))
+        joined = flight is not None and not flight.done()
+        if flight is None or not joined:
+            flight = asyncio.create_task(self._resolve(key, rendered, fetch, codec, ttl, refresh))
+            self._flights[flight_key] = flight
+            flight.add_done_callback(partial(self._landed, flight_key))
+        # Shielded: a caller that goes away does not cancel the fetch the others wait for.
         result: CacheResult[T] = await asyncio.shield(flight)
+        if joined and result.source == "miss":
+            result = CacheResult(result.value, "hit")  # no upstream call of its own
+        CACHE_EVENTS.labels(key.upstream, result.source).inc()
         return result
+
+    def _landed(self, flight_key: str, flight: asyncio.Task[CacheResult[Any]]) -> None:
+        if self._flights.get(flight_key) is flight:
+            del self._flights[flight_key]
+        if not flight.cancelled():
+            flight.exception()  # mark it retrieved even if every waiter went away
 
     async def _resolve(
         self,
@@ -328,85 +402,74 @@ class PageCache:
         ttl: float,
         refresh: bool,
     ) -> CacheResult[T]:
-        entry = None if refresh else await self._read(rendered, codec)
-        if entry is not None and time.time() - entry.stored_at < ttl:
-            CACHE_EVENTS.labels(key.upstream, "hit").inc()
+        attempt = _Attempt(self._backend, key.upstream)
+        backend = self._backend
+        entry = None if refresh else await attempt.run(backend.get(rendered, codec), None)
+        if entry is not None and entry.age() < ttl:
             return CacheResult(entry.value, "hit")
-        lock_token = uuid.uuid4().hex
+
+        token = uuid.uuid4().hex
         locked = False
-        if self._backend.shared and not refresh:
-            locked, waited = await self._lock_or_wait(rendered, lock_token, codec, ttl)
-            if waited is not None:
-                CACHE_EVENTS.labels(key.upstream, "hit").inc()
-                return CacheResult(waited.value, "hit")
+        if not refresh:
+            # Without Redis, "no lock" would mean waiting for nobody: fetch instead.
+            lock = backend.try_lock(rendered, token, self.settings.lock_timeout)
+            locked = await attempt.run(lock, False)
+            if not locked and not attempt.failed:
+                filled = await self._wait_for_holder(attempt, rendered, codec, ttl)
+                if filled is not None:
+                    return CacheResult(filled.value, "hit")
         try:
-            value = await fetch()
-        except UpstreamError:
-            stale = await self._stale(entry, rendered, codec, ttl, refresh)
-            if stale is None:
-                raise
-            CACHE_EVENTS.labels(key.upstream, "stale").inc()
-            logger.warning("serving a stale page", extra={"upstream": key.upstream})
-            return CacheResult(stale.value, "stale")
+            try:
+                value = await fetch()
+            except UpstreamError:
+                stale = await self._stale(attempt, entry, rendered, codec, ttl, refresh)
+                if stale is None:
+                    raise
+                logger.warning("serving a stale page", extra={"upstream": key.upstream})
+                return CacheResult(stale.value, "stale")
+            stored = _Entry(value, time.time())
+            expire = ttl + self.settings.stale_if_error
+            await attempt.run(backend.set(rendered, stored, codec, expire), None)
         finally:
+            # After the write: a waiter that sees the lock gone finds the entry.
             if locked:
-                await self._quietly(self._backend.unlock(rendered, lock_token))
-        CACHE_EVENTS.labels(key.upstream, "miss").inc()
-        stored = _Entry(value, time.time())
-        await self._quietly(
-            self._backend.set(rendered, stored, codec, ttl + self.settings.stale_if_error)
-        )
+                await attempt.run(backend.unlock(rendered, token), None)
         return CacheResult(value, "miss")
 
-    async def _read(self, rendered: str, codec: Codec[Any]) -> _Entry | None:
-        try:
-            return await self._backend.get(rendered, codec)
-        except _BackendUnavailable:
-            CACHE_EVENTS.labels(rendered.split(":")[2], "error").inc()
-            return None
-
-    async def _quietly(self, operation: Awaitable[None]) -> None:
-        try:
-            await operation
-        except _BackendUnavailable:
-            return
-
-    async def _lock_or_wait(
-        self, rendered: str, token: str, codec: Codec[Any], ttl: float
-    ) -> tuple[bool, _Entry | None]:
-        """(we hold the lock, an entry another replica stored while we waited)."""
-        try:
-            if await self._backend.try_lock(rendered, token, self.settings.lock_timeout):
-                return True, None
-        except _BackendUnavailable:
-            return False, None
-        backend = self._backend
+    async def _wait_for_holder(
+        self, attempt: _Attempt, rendered: str, codec: Codec[Any], ttl: float
+    ) -> _Entry | None:
+        """The entry another replica fills; None once its lock is gone or ``lock_timeout`` ends."""
         deadline = time.monotonic() + self.settings.lock_timeout
-        while time.monotonic() < deadline:
-            await asyncio.sleep(_POLL_INTERVAL)
-            try:
-                entry = await backend.get(rendered, codec)
-                if entry is not None and time.time() - entry.stored_at < ttl:
-                    return False, entry
-                if isinstance(backend, _RedisBackend) and not await backend.lock_held(rendered):
-                    break  # the other replica failed: fetch ourselves
-            except _BackendUnavailable:
-                break
-        return False, None
+        while (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(_POLL_INTERVAL, remaining))
+            entry, held = await attempt.run(attempt.backend.peek(rendered, codec), (None, False))
+            if entry is not None and entry.age() < ttl:
+                return entry
+            if not held:
+                return None  # the holder failed or the backend did: fetch ourselves
+        return None
 
     async def _stale(
-        self, entry: _Entry | None, rendered: str, codec: Codec[Any], ttl: float, refresh: bool
+        self,
+        attempt: _Attempt,
+        entry: _Entry | None,
+        rendered: str,
+        codec: Codec[Any],
+        ttl: float,
+        refresh: bool,
     ) -> _Entry | None:
         window = self.settings.stale_if_error
         if window <= 0:
             return None
-        if entry is None and refresh:
-            entry = await self._read(rendered, codec)
-        if entry is not None and time.time() - entry.stored_at < ttl + window:
+        if refresh:  # the read was skipped: look now
+            entry = await attempt.run(self._backend.get(rendered, codec), None)
+        if entry is not None and entry.age() < ttl + window:
             return entry
         return None
 
     async def ping(self) -> bool:
+        """Whether the backend answers within the operation timeout (memory: always)."""
         return await self._backend.ping()
 
     def status(self) -> dict[str, object]:
