@@ -39,7 +39,6 @@ class RedisServer:
         self.workdir = workdir
         self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
-        self.frozen = False
         atexit.register(self.stop)
 
     @property
@@ -90,7 +89,7 @@ class RedisServer:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
             return
-        self.thaw_process(process)  # a stopped process would not act on SIGTERM
+        process.send_signal(signal.SIGCONT)  # a frozen process would not act on SIGTERM
         process.terminate()
         try:
             process.wait(timeout=10)
@@ -102,16 +101,11 @@ class RedisServer:
         """SIGSTOP: the port still accepts connections, but nothing answers."""
         assert self.process is not None, "redis-server is not running"
         self.process.send_signal(signal.SIGSTOP)
-        self.frozen = True
 
     def thaw(self) -> None:
-        if self.process is not None:
-            self.thaw_process(self.process)
-
-    def thaw_process(self, process: subprocess.Popen[bytes]) -> None:
-        if self.frozen and process.poll() is None:
-            process.send_signal(signal.SIGCONT)
-        self.frozen = False
+        """SIGCONT; harmless when it is not frozen."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
 
     def __enter__(self) -> RedisServer:
         self.start()
