@@ -28,6 +28,7 @@ from schema.context import GatewayContext, RequestCredentials
 
 logger = logging.getLogger("gateway.app")
 
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 CREDENTIAL_HEADERS = ("X-Auth-Token", "X-Oma-Auth-Token", "X-Cbc-Auth-Token")
 
 
@@ -63,15 +64,32 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         if isinstance(response, Response):
             # The answer depends on the caller's token: no shared cache may keep it.
             response.headers["Cache-Control"] = "private, no-store"
+            request.state.graphql_sub_response = response
         return context
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        response = super().create_response(response_data, sub_response)
+        if getattr(sub_response, "graphql_response_json", False):
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
+        return response
+
     async def process_result(
         self, request: Request, result: ExecutionResult
     ) -> GraphQLHTTPResponse:
         response = await super().process_result(request, result)
+        sub_response: Response | None = getattr(request.state, "graphql_sub_response", None)
+        if sub_response is not None and GRAPHQL_RESPONSE_JSON in request.headers.get("accept", ""):
+            # GraphQL over HTTP: with this media type a request that never executed
+            # (unparsable, invalid, bad variables) is a 400 without a data entry.
+            sub_response.graphql_response_json = True  # type: ignore[attr-defined]
+            if result.data is None and result.errors:
+                sub_response.status_code = 400
+                response.pop("data", None)
         context: GatewayContext | None = getattr(request.state, "graphql_context", None)
         if context is not None and context.stats.stale_served:
             extensions: dict[str, Any] = dict(response.get("extensions") or {})

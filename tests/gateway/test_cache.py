@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from gateway.caller import Caller
 from gateway.codec import RecordCodec
 from gateway.config import CacheSettings
 from gateway.errors import ErrorKind, UpstreamError
+from gateway.metrics import REGISTRY
 from tests.support.redis_server import RedisServer
 
 
@@ -24,23 +27,35 @@ class Page:
 
 
 CODEC = RecordCodec(Page)
+TTL = 30.0
 
 
-def key(token: str = "alice", page: int = 0) -> CacheKey:
+def key(token: str = "alice", page: int = 0, upstream: str = "oma") -> CacheKey:
     return CacheKey(
-        "oma", "queryresource", (("limit", 10), ("offset", page)), Caller(token).fingerprint
+        upstream, "queryresource", (("limit", 10), ("offset", page)), Caller(token).fingerprint
     )
 
 
+def events(event: str, upstream: str = "oma") -> float:
+    value = REGISTRY.get_sample_value(
+        "gateway_cache_events_total", {"upstream": upstream, "event": event}
+    )
+    return value or 0.0
+
+
+def backend_up() -> float | None:
+    return REGISTRY.get_sample_value("gateway_cache_backend_up")
+
+
 class Upstream:
-    """Counts fetches; answers with the page of the caller who asked."""
+    """Counts fetches; answers with a page of the caller who asked, numbered by fetch."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.calls = 0
         self.delay = delay
         self.failing = False
 
-    def fetcher(self, owner: str) -> Callable[[], Awaitable[Page]]:
+    def fetcher(self, owner: str = "alice") -> Callable[[], Awaitable[Page]]:
         async def fetch() -> Page:
             self.calls += 1
             if self.delay:
@@ -52,202 +67,351 @@ class Upstream:
         return fetch
 
 
+async def get(
+    cache: PageCache,
+    upstream: Upstream,
+    owner: str = "alice",
+    page: int = 0,
+    ttl: float = TTL,
+    refresh: bool = False,
+) -> tuple[Page, str]:
+    result = await cache.get_or_fetch(
+        key(owner, page), upstream.fetcher(owner), CODEC, ttl=ttl, refresh=refresh
+    )
+    return result.value, result.source
+
+
+@pytest.fixture
+async def make_cache(request: pytest.FixtureRequest) -> AsyncIterator[Callable[..., PageCache]]:
+    """Builds caches on the named backend and closes them after the test."""
+    built: list[PageCache] = []
+
+    def make(backend: str = "memory", **settings: Any) -> PageCache:
+        url = request.getfixturevalue("redis_url") if backend == "redis" else "memory://"
+        cache = PageCache.from_settings(CacheSettings(url=url, **settings))
+        built.append(cache)
+        return cache
+
+    yield make
+    for cache in built:
+        await cache.close()
+
+
 @pytest.fixture(params=["memory", "redis"])
-async def cache(request: pytest.FixtureRequest) -> AsyncIterator[PageCache]:
-    if request.param == "memory":
-        settings = CacheSettings()
-    else:
-        server: RedisServer = request.getfixturevalue("redis_server")
-        settings = CacheSettings(url=server.url, operation_timeout=0.2)
-    page_cache = PageCache.from_settings(settings)
-    yield page_cache
-    await page_cache.close()
+def cache(request: pytest.FixtureRequest, make_cache: Callable[..., PageCache]) -> PageCache:
+    return make_cache(request.param, operation_timeout=0.2)
+
+
+# Both backends
 
 
 async def test_miss_then_hit(cache: PageCache) -> None:
     upstream = Upstream()
-    first = await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30)
-    second = await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30)
-    assert (first.source, second.source) == ("miss", "hit")
-    assert second.value == Page("alice", 1)
+    hits, misses = events("hit"), events("miss")
+    assert await get(cache, upstream) == (Page("alice", 1), "miss")
+    assert await get(cache, upstream) == (Page("alice", 1), "hit")
     assert upstream.calls == 1
+    assert (events("hit") - hits, events("miss") - misses) == (1, 1)
 
 
-async def test_two_tokens_never_share_an_entry(cache: PageCache) -> None:
+async def test_two_credentials_with_the_same_params_never_share_an_entry(
+    cache: PageCache,
+) -> None:
     upstream = Upstream()
-    alice = await cache.get_or_fetch(key("alice"), upstream.fetcher("alice"), CODEC, ttl=30)
-    bob = await cache.get_or_fetch(key("bob"), upstream.fetcher("bob"), CODEC, ttl=30)
-    assert alice.value.owner == "alice" and bob.value.owner == "bob"
+    for _ in range(2):
+        assert (await get(cache, upstream, "alice"))[0].owner == "alice"
+        assert (await get(cache, upstream, "bob"))[0].owner == "bob"
     assert upstream.calls == 2
 
 
-async def test_200_interleaved_callers_each_get_their_own_data(cache: PageCache) -> None:
-    upstream = Upstream(delay=0.01)
+async def test_200_interleaved_callers_each_get_their_own_value(cache: PageCache) -> None:
+    upstream = Upstream(delay=0.02)
     owners = ["alice", "bob"] * 100
-    results = await asyncio.gather(
-        *(cache.get_or_fetch(key(o), upstream.fetcher(o), CODEC, ttl=30) for o in owners)
-    )
-    assert [r.value.owner for r in results] == owners
+    results = await asyncio.gather(*(get(cache, upstream, owner) for owner in owners))
+    assert [page.owner for page, _ in results] == owners
     assert upstream.calls == 2
 
 
 async def test_100_concurrent_identical_misses_make_one_fetch(cache: PageCache) -> None:
     upstream = Upstream(delay=0.05)
+    results = await asyncio.gather(*(get(cache, upstream) for _ in range(100)))
+    assert upstream.calls == 1
+    assert {page for page, _ in results} == {Page("alice", 1)}
+    # One caller fetched; the 99 that joined cost no upstream call.
+    assert [source for _, source in results].count("hit") == 99
+
+
+async def test_concurrent_waiters_share_one_failure_and_it_is_not_cached(
+    cache: PageCache,
+) -> None:
+    upstream = Upstream(delay=0.05)
+    upstream.failing = True
     results = await asyncio.gather(
-        *(cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30) for _ in range(100))
+        *(get(cache, upstream) for _ in range(20)), return_exceptions=True
     )
     assert upstream.calls == 1
-    assert {r.value for r in results} == {Page("alice", 1)}
+    assert all(isinstance(r, UpstreamError) for r in results)
+    assert len({id(r) for r in results}) == 1  # the same exception, not one per waiter
+    upstream.failing = False
+    assert await get(cache, upstream) == (Page("alice", 2), "miss")
 
 
 async def test_errors_are_never_cached(cache: PageCache) -> None:
     upstream = Upstream()
     upstream.failing = True
     with pytest.raises(UpstreamError):
-        await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30)
+        await get(cache, upstream)
     upstream.failing = False
-    result = await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30)
-    assert result.source == "miss" and upstream.calls == 2
+    assert await get(cache, upstream) == (Page("alice", 2), "miss")
 
 
 async def test_entries_expire_after_their_ttl(cache: PageCache) -> None:
     upstream = Upstream()
-    await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=0.3)
+    assert (await get(cache, upstream, ttl=0.3))[1] == "miss"
+    assert (await get(cache, upstream, ttl=0.3))[1] == "hit"
     await asyncio.sleep(0.4)
-    result = await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=0.3)
-    assert result.source == "miss" and upstream.calls == 2
+    assert await get(cache, upstream, ttl=0.3) == (Page("alice", 2), "miss")
 
 
 async def test_refresh_refetches_and_later_reads_see_the_new_value(cache: PageCache) -> None:
     upstream = Upstream()
-    await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30)
-    fresh = await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30, refresh=True)
-    later = await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30)
-    assert fresh.value.number == 2 and later.value.number == 2 and later.source == "hit"
+    await get(cache, upstream)
+    assert await get(cache, upstream, refresh=True) == (Page("alice", 2), "miss")
+    assert await get(cache, upstream) == (Page("alice", 2), "hit")
+
+
+async def test_concurrent_refreshes_share_a_fetch_but_not_with_plain_reads(
+    cache: PageCache,
+) -> None:
+    upstream = Upstream()
+    await get(cache, upstream)
+    upstream.delay = 0.05
+    plain, *fresh = await asyncio.gather(
+        get(cache, upstream), get(cache, upstream, refresh=True), get(cache, upstream, refresh=True)
+    )
+    assert plain == (Page("alice", 1), "hit")
+    assert [page for page, _ in fresh] == [Page("alice", 2)] * 2
+    assert upstream.calls == 2
 
 
 async def test_ttl_zero_bypasses_the_cache(cache: PageCache) -> None:
     upstream = Upstream()
     for _ in range(2):
-        result = await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=0)
-        assert result.source == "bypass"
+        assert (await get(cache, upstream, ttl=0))[1] == "bypass"
     assert upstream.calls == 2
+    # Nothing was stored: the first cached read still misses.
+    assert (await get(cache, upstream))[1] == "miss"
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])
-async def test_stale_if_error(backend: str, request: pytest.FixtureRequest) -> None:
-    url = request.getfixturevalue("redis_server").url if backend == "redis" else "memory://"
-    cache = PageCache.from_settings(CacheSettings(url=url, stale_if_error=0.5))
-    try:
-        upstream = Upstream()
-        await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=0.2)
-        await asyncio.sleep(0.3)
-        upstream.failing = True
-        stale = await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=0.2)
-        assert stale.source == "stale" and stale.value == Page("alice", 1)
-        await asyncio.sleep(0.5)  # now past ttl + stale window
-        with pytest.raises(UpstreamError):
-            await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=0.2)
-    finally:
-        await cache.close()
-
-
-async def test_memory_cache_evicts_the_least_recently_used() -> None:
-    cache = PageCache.from_settings(CacheSettings(max_entries=3))
+async def test_stale_if_error_within_the_window_only(
+    backend: str, make_cache: Callable[..., PageCache]
+) -> None:
+    cache = make_cache(backend, stale_if_error=0.5)
     upstream = Upstream()
-    for page in range(3):
-        await cache.get_or_fetch(key(page=page), upstream.fetcher("alice"), CODEC, ttl=30)
-    await cache.get_or_fetch(key(page=0), upstream.fetcher("alice"), CODEC, ttl=30)  # used again
-    await cache.get_or_fetch(key(page=3), upstream.fetcher("alice"), CODEC, ttl=30)  # evicts page 1
-    assert cache.status()["entries"] == 3
-    calls = upstream.calls
-    assert (
-        await cache.get_or_fetch(key(page=0), upstream.fetcher("alice"), CODEC, ttl=30)
-    ).source == "hit"
-    assert (
-        await cache.get_or_fetch(key(page=1), upstream.fetcher("alice"), CODEC, ttl=30)
-    ).source == "miss"
-    assert upstream.calls == calls + 1
-    await cache.close()
+    stale_events = events("stale")
+    await get(cache, upstream, ttl=0.2)
+    await asyncio.sleep(0.3)  # expired, inside the stale window
+    upstream.failing = True
+    assert await get(cache, upstream, ttl=0.2) == (Page("alice", 1), "stale")
+    # A caller who asked for fresh data also gets the stale page rather than an error.
+    assert await get(cache, upstream, ttl=0.2, refresh=True) == (Page("alice", 1), "stale")
+    assert events("stale") - stale_events == 2
+    await asyncio.sleep(0.5)  # past ttl + stale window
+    with pytest.raises(UpstreamError):
+        await get(cache, upstream, ttl=0.2)
 
 
-def test_values_handed_out_cannot_be_mutated_into_the_cache() -> None:
-    page = Page("alice", 1)
-    with pytest.raises(AttributeError):
-        page.owner = "mallory"  # type: ignore[misc]
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_no_stale_pages_when_stale_if_error_is_zero(
+    backend: str, make_cache: Callable[..., PageCache]
+) -> None:
+    cache = make_cache(backend, stale_if_error=0)
+    upstream = Upstream()
+    await get(cache, upstream, ttl=0.1)
+    await asyncio.sleep(0.15)
+    upstream.failing = True
+    with pytest.raises(UpstreamError):
+        await get(cache, upstream, ttl=0.1)
 
 
 def test_rendered_keys_never_contain_the_token() -> None:
-    rendered = key("super-secret-token").render()
-    assert "super-secret-token" not in rendered
-    assert rendered.startswith("gw:v1:oma:queryresource:")
+    token = "super-secret-token"
+    rendered = key(token).render()
+    assert token not in rendered
+    assert rendered.startswith(f"gw:v1:oma:queryresource:{Caller(token).fingerprint}:")
+    assert len(rendered.rsplit(":", 1)[1]) == 32
     assert key("a").render() != key("b").render()
+    assert key(page=1).render() != key(page=2).render()
+
+
+# Memory backend
+
+
+async def test_memory_cache_evicts_the_least_recently_used(
+    make_cache: Callable[..., PageCache],
+) -> None:
+    cache = make_cache(max_entries=3)
+    upstream = Upstream()
+    evictions = events("eviction")
+    for page in range(3):
+        await get(cache, upstream, page=page)
+    await get(cache, upstream, page=0)  # page 0 is used again: page 1 is now the oldest use
+    await get(cache, upstream, page=3)
+    assert cache.status() == {"backend": "memory", "healthy": True, "entries": 3}
+    assert events("eviction") - evictions == 1
+    for page in (0, 2, 3):
+        assert (await get(cache, upstream, page=page))[1] == "hit"
+    assert (await get(cache, upstream, page=1))[1] == "miss"
+
+
+async def test_memory_cache_hands_out_the_stored_object(
+    make_cache: Callable[..., PageCache],
+) -> None:
+    cache = make_cache()
+    upstream = Upstream()
+    first, _ = await get(cache, upstream)
+    again, _ = await get(cache, upstream)
+    assert again is first  # no codec round trip: values are immutable
+    assert await cache.ping() is True
+
+
+async def test_a_caller_going_away_does_not_cancel_the_shared_fetch(
+    make_cache: Callable[..., PageCache],
+) -> None:
+    cache = make_cache()
+    upstream = Upstream(delay=0.1)
+    leader = asyncio.create_task(get(cache, upstream))
+    await asyncio.sleep(0.01)
+    follower = asyncio.create_task(get(cache, upstream))
+    await asyncio.sleep(0.01)
+    leader.cancel()
+    assert await follower == (Page("alice", 1), "hit")
+    assert upstream.calls == 1
+
+
+# Redis backend
+
+
+async def test_redis_stores_the_encoded_value_with_its_fetch_time_and_expiry(
+    make_cache: Callable[..., PageCache], redis_server: RedisServer
+) -> None:
+    cache = make_cache("redis", stale_if_error=20)
+    upstream = Upstream()
+    before = time.time()
+    await get(cache, upstream, "super-secret-token")
+    stored = redis_server.command("GET", key("super-secret-token").render())
+    header, _, payload = stored.split(b"\r\n")[1].partition(b"|")
+    assert before <= float(header) <= time.time()
+    assert CODEC.decode(payload) == Page("super-secret-token", 1)
+    ttl_ms = int(redis_server.command("PTTL", key("super-secret-token").render())[1:-2])
+    assert 45_000 < ttl_ms <= 50_000  # ttl + stale_if_error
+    assert b"super-secret-token" not in redis_server.command("KEYS", "*")
+    hit, source = await get(cache, upstream, "super-secret-token")
+    assert source == "hit" and hit == Page("super-secret-token", 1)
+    assert cache.status() == {"backend": "redis", "healthy": True, "entries": None}
+    assert await cache.ping() is True
 
 
 async def test_two_instances_sharing_redis_make_one_fetch_for_100_misses(
-    redis_server: RedisServer,
+    make_cache: Callable[..., PageCache],
 ) -> None:
-    settings = CacheSettings(url=redis_server.url, operation_timeout=0.5)
-    first, second = PageCache.from_settings(settings), PageCache.from_settings(settings)
+    first = make_cache("redis", operation_timeout=0.5)
+    second = make_cache("redis", operation_timeout=0.5)
     upstream = Upstream(delay=0.2)
-    try:
-        results = await asyncio.gather(
-            *(
-                (first if i % 2 else second).get_or_fetch(
-                    key(), upstream.fetcher("alice"), CODEC, ttl=30
-                )
-                for i in range(100)
-            )
-        )
-    finally:
-        await first.close()
-        await second.close()
+    results = await asyncio.gather(*(get((first, second)[i % 2], upstream) for i in range(100)))
     assert upstream.calls == 1
-    assert {r.value for r in results} == {Page("alice", 1)}
+    assert {page for page, _ in results} == {Page("alice", 1)}
 
 
-async def test_redis_stopped_then_restarted(redis_server: RedisServer) -> None:
-    cache = PageCache.from_settings(CacheSettings(url=redis_server.url, operation_timeout=0.1))
+async def test_a_lock_left_by_a_dead_replica_delays_at_most_the_lock_timeout(
+    make_cache: Callable[..., PageCache], redis_server: RedisServer
+) -> None:
+    cache = make_cache("redis", lock_timeout=0.3)
+    redis_server.command("SET", key().render() + ":lock", "dead-replica", "PX", "60000")
     upstream = Upstream()
-    try:
-        await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30)
-        redis_server.stop()
-        for _ in range(3):
-            started = time.monotonic()
-            result = await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30)
-            assert result.source == "miss"
-            assert time.monotonic() - started < 0.5
-        assert cache.status()["healthy"] is False
-        assert await cache.ping() is False
-        redis_server.start()
-        await asyncio.sleep(1.1)  # past the back-off after a failure
-        await cache.get_or_fetch(key(page=9), upstream.fetcher("alice"), CODEC, ttl=30)
-        again = await cache.get_or_fetch(key(page=9), upstream.fetcher("alice"), CODEC, ttl=30)
-        assert again.source == "hit"
-        assert cache.status()["healthy"] is True
-    finally:
-        await cache.close()
+    started = time.monotonic()
+    assert await get(cache, upstream) == (Page("alice", 1), "miss")
+    assert 0.25 < time.monotonic() - started < 1.0
 
 
-async def test_frozen_redis_costs_at_most_about_the_timeout(redis_server: RedisServer) -> None:
-    cache = PageCache.from_settings(CacheSettings(url=redis_server.url, operation_timeout=0.1))
+async def test_when_the_lock_holder_fails_the_other_replica_fetches_at_once(
+    make_cache: Callable[..., PageCache],
+) -> None:
+    first = make_cache("redis", lock_timeout=5)
+    second = make_cache("redis", lock_timeout=5)
+    failing, working = Upstream(delay=0.2), Upstream()
+    failing.failing = True
+    holder = asyncio.create_task(get(first, failing))
+    await asyncio.sleep(0.05)  # the holder has the lock now
+    started = time.monotonic()
+    assert await get(second, working) == (Page("alice", 1), "miss")
+    assert time.monotonic() - started < 1.0  # not the 5 s lock timeout
+    with pytest.raises(UpstreamError):
+        await holder
+
+
+async def test_redis_stopped_then_restarted(
+    make_cache: Callable[..., PageCache],
+    redis_server: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="gateway.cache")
+    cache = make_cache("redis", operation_timeout=0.1)
     upstream = Upstream()
-    try:
-        await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30)
-        redis_server.freeze()
-        for page in range(5):
-            started = time.monotonic()
-            result = await cache.get_or_fetch(
-                key(page=page), upstream.fetcher("alice"), CODEC, ttl=30
-            )
-            assert result.value.owner == "alice"
-            assert time.monotonic() - started < 0.35
-        redis_server.thaw()
-        await asyncio.sleep(1.1)
-        assert await cache.ping() is True
-        assert (
-            await cache.get_or_fetch(key(), upstream.fetcher("alice"), CODEC, ttl=30)
-        ).source == "hit"
-    finally:
-        redis_server.thaw()
-        await cache.close()
+    await get(cache, upstream)
+    redis_server.stop()
+    errors = events("error")
+    for page in range(3):
+        started = time.monotonic()
+        assert (await get(cache, upstream, page=page))[1] == "miss"
+        assert time.monotonic() - started < 0.3
+    assert events("error") - errors == 3
+    assert cache.status()["healthy"] is False and backend_up() == 0
+    assert await cache.ping() is False
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "redis unavailable" in warnings[0].getMessage()
+
+    redis_server.start()
+    await asyncio.sleep(1.1)  # past the pause after a failure
+    assert (await get(cache, upstream, page=9))[1] == "miss"
+    assert (await get(cache, upstream, page=9))[1] == "hit"
+    assert cache.status()["healthy"] is True and backend_up() == 1
+    assert "redis answers again" in caplog.text
+
+
+async def test_redis_down_at_start_up_does_not_stop_the_cache(
+    make_cache: Callable[..., PageCache], redis_server: RedisServer
+) -> None:
+    redis_server.stop()
+    cache = make_cache("redis", operation_timeout=0.1)
+    upstream = Upstream()
+    assert await get(cache, upstream) == (Page("alice", 1), "miss")
+    assert await cache.ping() is False
+    redis_server.start()
+    await asyncio.sleep(1.1)
+    assert await cache.ping() is True
+    await get(cache, upstream)
+    assert (await get(cache, upstream))[1] == "hit"
+
+
+async def test_frozen_redis_costs_at_most_about_the_timeout(
+    make_cache: Callable[..., PageCache], redis_server: RedisServer
+) -> None:
+    cache = make_cache("redis", operation_timeout=0.1)
+    upstream = Upstream()
+    await get(cache, upstream)
+    redis_server.freeze()
+    slowest = 0.0
+    for page in range(6):
+        if page == 3:
+            await asyncio.sleep(1.05)  # past the pause: Redis is tried, and times out, again
+        started = time.monotonic()
+        assert (await get(cache, upstream, page=page))[0].owner == "alice"
+        slowest = max(slowest, time.monotonic() - started)
+    assert slowest < 0.3
+    assert await cache.ping() is False
+    redis_server.thaw()
+    await asyncio.sleep(1.05)
+    assert await cache.ping() is True
+    assert (await get(cache, upstream))[1] == "hit"

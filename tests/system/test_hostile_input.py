@@ -68,15 +68,29 @@ HOSTILE: list[tuple[str, dict[str, Any] | bytes | None, str]] = [
     ),
     ("20,000-token document", {"query": "{ " + "__typename " * 20_000 + "}"}, "application/json"),
     ("batch of operations", [NORMAL, NORMAL], "application/json"),
-    ("first: 99999999", {"query": "{ subscriptions(first: 99999999) { totalCount } }"}, "application/json"),
-    ("negative first", {"query": "{ resources(first: -5) { totalCount } }"}, "application/json"),
-    ("forged cursor", {"query": '{ resources(after: "Yz58OTk5fGZvcmdlZA") { totalCount } }'}, "application/json"),
     (
-        "window from after to",
-        {"query": '{ subscriptions(window: {from: "2025-01-02T00:00:00Z", to: 1735689600000}) { totalCount } }'},
+        "first: 99999999",
+        {"query": "{ subscriptions(first: 99999999) { totalCount } }"},
         "application/json",
     ),
-    ("a timestamp that is no time", {"query": '{ subscriptions(window: {from: "soon"}) { totalCount } }'}, "application/json"),
+    ("negative first", {"query": "{ resources(first: -5) { totalCount } }"}, "application/json"),
+    (
+        "forged cursor",
+        {"query": '{ resources(after: "Yz58OTk5fGZvcmdlZA") { totalCount } }'},
+        "application/json",
+    ),
+    (
+        "window from after to",
+        {
+            "query": '{ subscriptions(window: {from: "2025-01-02T00:00:00Z", to: 1735689600000}) { totalCount } }'
+        },
+        "application/json",
+    ),
+    (
+        "a timestamp that is no time",
+        {"query": '{ subscriptions(window: {from: "soon"}) { totalCount } }'},
+        "application/json",
+    ),
     (
         "51 ids where CBC allows 50",
         {
@@ -90,7 +104,11 @@ HOSTILE: list[tuple[str, dict[str, Any] | bytes | None, str]] = [
         {"query": '{ resources(filter: {orderId: "' + "9" * 65 + '"}) { totalCount } }'},
         "application/json",
     ),
-    ("introspection in production", {"query": "{ __schema { queryType { name } } }"}, "application/json"),
+    (
+        "introspection in production",
+        {"query": "{ __schema { queryType { name } } }"},
+        "application/json",
+    ),
     ("a mutation", {"query": "mutation { steal }"}, "application/json"),
 ]
 
@@ -105,7 +123,9 @@ async def test_hostile_input_gets_a_clear_error_and_no_upstream_call(
 ) -> None:
     simulator.reset()
     if isinstance(payload, bytes):
-        response = await production.post("/graphql", content=payload, headers={"Content-Type": content_type})
+        response = await production.post(
+            "/graphql", content=payload, headers={"Content-Type": content_type}
+        )
     else:
         response = await production.post("/graphql", json=payload)
     assert response.status_code in (200, 400, 405, 413), name
@@ -131,13 +151,19 @@ async def test_graphiql_is_off_in_production(production: httpx.AsyncClient) -> N
     assert (await production.get("/graphiql-assets/graphiql.min.js")).status_code == 404
 
 
-async def test_batches_are_limited_when_configured(make_gateway: GatewayFactory, simulator: Simulator) -> None:
+async def test_batches_are_limited_when_configured(
+    make_gateway: GatewayFactory, simulator: Simulator
+) -> None:
     settings = settings_for_tests()
     import dataclasses
 
-    settings = settings.replace(limits=dataclasses.replace(settings.limits, allow_batching=True, max_batch_size=3))
+    settings = settings.replace(
+        limits=dataclasses.replace(settings.limits, allow_batching=True, max_batch_size=3)
+    )
     app = create_app(make_gateway(settings))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+    ) as http:
         ok = await http.post("/graphql", json=[NORMAL] * 3, headers={"X-Auth-Token": TOKEN})
         assert ok.status_code == 200 and len(ok.json()) == 3
         simulator.reset()
@@ -151,17 +177,25 @@ async def test_interleaved_callers_each_get_only_their_own_data(
 ) -> None:
     app = create_app(make_gateway(settings_for_tests()))
     tokens = [f"tenant-{i % 10}" for i in range(100)]
-    query = {"query": "{ subscriptions(first: 3) { nodes { id orderId } } resources(first: 3) { nodes { resourceId } } }"}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://gateway") as http:
+    query = {
+        "query": "{ subscriptions(first: 3) { nodes { id orderId } } resources(first: 3) { nodes { resourceId } } }"
+    }
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+    ) as http:
         answers = await asyncio.gather(
             *(http.post("/graphql", json=query, headers={"X-Auth-Token": t}) for t in tokens)
         )
     for token, answer in zip(tokens, answers, strict=True):
         tenant = simulator.dataset(token)
         data = answer.json()["data"]
-        assert [n["id"] for n in data["subscriptions"]["nodes"]] == [s["id"] for s in tenant.subscriptions[:3]]
+        assert [n["id"] for n in data["subscriptions"]["nodes"]] == [
+            s["id"] for s in tenant.subscriptions[:3]
+        ]
         visible = [r for r in tenant.resources if r["status"] != 3]
-        assert [n["resourceId"] for n in data["resources"]["nodes"]] == [r["resource_id"] for r in visible[:3]]
+        assert [n["resourceId"] for n in data["resources"]["nodes"]] == [
+            r["resource_id"] for r in visible[:3]
+        ]
     # Every upstream call carried the token of the request it was made for, and the
     # cache shared nothing across tokens: one call per token and endpoint.
     calls = list(simulator.calls)
@@ -183,7 +217,9 @@ async def test_breaker_opens_fails_fast_and_closes_after_one_probe(
     gateway = make_gateway(settings)
     app = create_app(gateway)
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app), base_url="http://gateway", headers={"X-Auth-Token": TOKEN}
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://gateway",
+        headers={"X-Auth-Token": TOKEN},
     ) as http:
         simulator.knobs.oma.error_rate = 1.0
         for _ in range(3):
