@@ -235,6 +235,22 @@ async def test_no_stale_pages_when_stale_if_error_is_zero(
         await get(cache, upstream, ttl=0.1)
 
 
+async def test_the_stale_window_is_the_readers_not_the_writers(
+    make_cache: Callable[..., PageCache],
+) -> None:
+    # Replicas mid-rollout may disagree; an entry kept for a long window is not served
+    # by a replica configured with a short one.
+    writer = make_cache("redis", stale_if_error=10)
+    reader = make_cache("redis", stale_if_error=0.2)
+    upstream = Upstream()
+    await get(writer, upstream, ttl=0.1)
+    await asyncio.sleep(0.35)
+    upstream.failing = True
+    with pytest.raises(UpstreamError):
+        await get(reader, upstream, ttl=0.1)
+    assert (await get(writer, upstream, ttl=0.1))[1] == "stale"
+
+
 def test_rendered_keys_never_contain_the_token() -> None:
     token = "super-secret-token"
     rendered = key(token).render()
