@@ -281,7 +281,12 @@ class _RedisBackend:
         return self._decode(key, raw, codec)
 
     async def set(self, key: str, entry: _Entry, codec: Codec[Any], expire: float) -> None:
-        raw = b"%.6f|" % entry.stored_at + codec.encode(entry.value)
+        try:
+            payload = codec.encode(entry.value)
+        except Exception:  # a bug to fix, but the caller still gets the page it fetched
+            logger.exception("value not cached: the codec cannot encode it", extra={"key": key})
+            return
+        raw = b"%.6f|" % entry.stored_at + payload
         # A float ttl makes aiocache use PSETEX; it must be at least one millisecond.
         await self._call(lambda: self._cache.set(key, raw, ttl=max(float(expire), 0.001)))
 
@@ -411,9 +416,9 @@ class PageCache:
         token = uuid.uuid4().hex
         locked = False
         if not refresh:
-            # Without Redis, "no lock" would mean waiting for nobody: fetch instead.
             lock = backend.try_lock(rendered, token, self.settings.lock_timeout)
             locked = await attempt.run(lock, False)
+            # Another replica holds the lock; with Redis failing there is nobody to wait for.
             if not locked and not attempt.failed:
                 filled = await self._wait_for_holder(attempt, rendered, codec, ttl)
                 if filled is not None:

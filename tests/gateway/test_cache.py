@@ -329,6 +329,25 @@ async def test_redis_stores_the_encoded_value_with_its_fetch_time_and_expiry(
     assert await cache.ping() is True
 
 
+async def test_unreadable_or_unencodable_entries_cost_a_fetch_never_an_answer(
+    make_cache: Callable[..., PageCache], redis_server: RedisServer
+) -> None:
+    class Unencodable(RecordCodec[Page]):
+        def encode(self, value: Page) -> bytes:
+            raise TypeError("cannot cache Page")
+
+    cache = make_cache("redis")
+    upstream = Upstream()
+    redis_server.command("SET", key().render(), "not an entry")
+    assert await get(cache, upstream) == (Page("alice", 1), "miss")
+    assert await get(cache, upstream) == (Page("alice", 1), "hit")  # overwritten
+    for number in (2, 3):
+        result = await cache.get_or_fetch(
+            key(page=1), upstream.fetcher(), Unencodable(Page), ttl=TTL
+        )
+        assert (result.value.number, result.source) == (number, "miss")
+
+
 async def test_two_instances_sharing_redis_make_one_fetch_for_100_misses(
     make_cache: Callable[..., PageCache],
 ) -> None:
