@@ -146,7 +146,8 @@ async def soak(url: str, base: str, pid: int, seconds: float) -> dict[str, Any]:
         samples.append((time.monotonic() - started, rss, fds))
         await asyncio.sleep(max(1.0, seconds / 60))
     result = await load
-    entries = httpx.get(f"{base}/readyz").json()["cache"]["entries"]
+    async with httpx.AsyncClient() as http:
+        entries = (await http.get(f"{base}/readyz")).json()["cache"]["entries"]
     warm = [s for s in samples if s[0] >= seconds * 0.2] or samples
     return {
         **result,
