@@ -43,7 +43,11 @@ class Gateway:
         upstreams = build_upstreams(
             settings, cache, transports=transports, rate_limiters=rate_limiters
         )
-        schema = build_schema(settings.limits, production=settings.is_production)
+        schema = build_schema(
+            settings.limits,
+            production=settings.is_production,
+            tracing=settings.server.otel_enabled,
+        )
         return cls(
             settings=settings,
             cache=cache,

@@ -38,7 +38,9 @@ class GatewaySchema(strawberry.Schema):
         return
 
 
-def build_schema(limits: LimitSettings | None = None, *, production: bool = True) -> GatewaySchema:
+def build_schema(
+    limits: LimitSettings | None = None, *, production: bool = True, tracing: bool = False
+) -> GatewaySchema:
     limits = limits or LimitSettings()
     extensions: list[Callable[[], SchemaExtension]] = [
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
@@ -55,6 +57,8 @@ def build_schema(limits: LimitSettings | None = None, *, production: bool = True
     ]
     if production:
         extensions.append(DisableIntrospection)
+    if tracing:
+        extensions.append(opentelemetry_extension())
     # Translation runs last on the way out, so it sees every error the others made.
     extensions.insert(0, ErrorTranslation)
     batching: Any = {"max_operations": limits.max_batch_size} if limits.allow_batching else None
@@ -67,6 +71,18 @@ def build_schema(limits: LimitSettings | None = None, *, production: bool = True
             batching_config=batching,
         ),
     )
+
+
+def opentelemetry_extension() -> Callable[[], SchemaExtension]:
+    """Spans per operation and resolver, into whatever OpenTelemetry SDK the process set up
+    (for instance by running under ``opentelemetry-instrument``). Needs the ``otel`` extra."""
+    try:
+        from strawberry.extensions.tracing import OpenTelemetryExtension
+    except ImportError as exc:  # pragma: no cover - depends on the installed extra
+        raise RuntimeError(
+            "GATEWAY_OTEL_ENABLED needs OpenTelemetry: pip install 'oma-cbc-gateway[otel]'"
+        ) from exc
+    return OpenTelemetryExtension
 
 
 def print_sdl(schema: strawberry.Schema | None = None) -> str:
