@@ -14,8 +14,10 @@ from strawberry.extensions import (
     DisableIntrospection,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
@@ -27,6 +29,7 @@ from schema.query import Query
 from schema.scalars import SCALAR_MAP
 
 SCHEMA_FILE = Path(__file__).with_name("schema.graphql")
+DOCUMENT_CACHE_SIZE = 256
 
 
 class GatewaySchema(strawberry.Schema):
@@ -44,6 +47,9 @@ def build_schema(
     limits = limits or LimitSettings()
     extensions: list[Callable[[], SchemaExtension]] = [
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
+        # Frontends send the same few documents again and again: parse and validate each
+        # once (Strawberry keeps these LRU caches at module level, bounded).
+        functools.partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
         functools.partial(QueryDepthLimiter, max_depth=limits.max_depth),
         functools.partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
         functools.partial(
@@ -53,6 +59,7 @@ def build_schema(
                 max_root_fields_rule(limits.max_root_fields),
             ],
         ),
+        functools.partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
         functools.partial(CostLimit, max_cost=limits.max_cost),
     ]
     if production:

@@ -16,11 +16,9 @@ from schema.inputs import ResourceFilter, TimeWindow
 from schema.types import (
     CloudResource,
     CloudResourceConnection,
-    CloudResourceEdge,
     PageInfo,
     SoftwareSubscription,
     SoftwareSubscriptionConnection,
-    SoftwareSubscriptionEdge,
 )
 
 SUBSCRIPTIONS = "subscriptions"
@@ -82,11 +80,9 @@ class Query:
         return SoftwareSubscriptionConnection(
             total_count=page.total,
             page_info=page_info(SUBSCRIPTIONS, offset, len(nodes), page.total),
-            edges=[
-                SoftwareSubscriptionEdge(cursor=encode_cursor(SUBSCRIPTIONS, offset + i), node=n)
-                for i, n in enumerate(nodes)
-            ],
             nodes=nodes,
+            connection=SUBSCRIPTIONS,
+            offset=offset,
         )
 
     @strawberry.field(
@@ -112,11 +108,9 @@ class Query:
         return CloudResourceConnection(
             total_count=page.total,
             page_info=page_info(RESOURCES, offset, len(nodes), page.total),
-            edges=[
-                CloudResourceEdge(cursor=encode_cursor(RESOURCES, offset + i), node=n)
-                for i, n in enumerate(nodes)
-            ],
             nodes=nodes,
+            connection=RESOURCES,
+            offset=offset,
         )
 
     @strawberry.field(description="One cloud resource by its resource id, or null if not found.")

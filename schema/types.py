@@ -17,6 +17,7 @@ from strawberry.types import Info
 from gateway.cbc import ResourceRecord
 from gateway.oma import SubscriptionRecord
 from schema.context import GatewayContext
+from schema.cursors import encode_cursor
 from schema.enums import (
     ExpirePolicy,
     ResourceStatus,
@@ -232,10 +233,19 @@ class SoftwareSubscriptionEdge:
 class SoftwareSubscriptionConnection:
     total_count: int = strawberry.field(description="All subscriptions matching, on every page.")
     page_info: PageInfo = strawberry.field(description="Where this page stands.")
-    edges: list[SoftwareSubscriptionEdge] = strawberry.field(
-        description="The items with their cursors."
-    )
     nodes: list[SoftwareSubscription] = strawberry.field(description="The items alone.")
+    connection: strawberry.Private[str]
+    offset: strawberry.Private[int]
+
+    @strawberry.field(description="The items with their cursors.")
+    def edges(self) -> list[SoftwareSubscriptionEdge]:
+        # Built only when asked for: cursors cost a hash each, and most clients want nodes.
+        return [
+            SoftwareSubscriptionEdge(
+                cursor=encode_cursor(self.connection, self.offset + i), node=node
+            )
+            for i, node in enumerate(self.nodes)
+        ]
 
 
 @strawberry.type(description="A cloud resource and its cursor.")
@@ -248,5 +258,14 @@ class CloudResourceEdge:
 class CloudResourceConnection:
     total_count: int = strawberry.field(description="All resources matching, on every page.")
     page_info: PageInfo = strawberry.field(description="Where this page stands.")
-    edges: list[CloudResourceEdge] = strawberry.field(description="The items with their cursors.")
     nodes: list[CloudResource] = strawberry.field(description="The items alone.")
+    connection: strawberry.Private[str]
+    offset: strawberry.Private[int]
+
+    @strawberry.field(description="The items with their cursors.")
+    def edges(self) -> list[CloudResourceEdge]:
+        # Built only when asked for: cursors cost a hash each, and most clients want nodes.
+        return [
+            CloudResourceEdge(cursor=encode_cursor(self.connection, self.offset + i), node=node)
+            for i, node in enumerate(self.nodes)
+        ]
