@@ -8,8 +8,9 @@ the request's loaders.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any, Protocol
 
 import strawberry
 from strawberry.types import Info
@@ -213,6 +214,24 @@ class SoftwareSubscription:
         return [CloudResource.from_record(record) for record in records]
 
 
+class _Page(Protocol):
+    @property
+    def connection(self) -> str: ...
+
+    @property
+    def offset(self) -> int: ...
+
+    @property
+    def nodes(self) -> Sequence[object]: ...
+
+
+def cursored(page: _Page) -> Iterator[tuple[str, Any]]:
+    """Each node of a page with its cursor. Edges are built only when asked for: a cursor
+    costs a hash, and most clients want nodes alone."""
+    for index, node in enumerate(page.nodes):
+        yield encode_cursor(page.connection, page.offset + index), node
+
+
 @strawberry.type(description="Where a page of a connection stands.")
 class PageInfo:
     has_next_page: bool = strawberry.field(description="More items follow this page.")
@@ -239,13 +258,7 @@ class SoftwareSubscriptionConnection:
 
     @strawberry.field(description="The items with their cursors.")
     def edges(self) -> list[SoftwareSubscriptionEdge]:
-        # Built only when asked for: cursors cost a hash each, and most clients want nodes.
-        return [
-            SoftwareSubscriptionEdge(
-                cursor=encode_cursor(self.connection, self.offset + i), node=node
-            )
-            for i, node in enumerate(self.nodes)
-        ]
+        return [SoftwareSubscriptionEdge(cursor=c, node=n) for c, n in cursored(self)]
 
 
 @strawberry.type(description="A cloud resource and its cursor.")
@@ -264,8 +277,4 @@ class CloudResourceConnection:
 
     @strawberry.field(description="The items with their cursors.")
     def edges(self) -> list[CloudResourceEdge]:
-        # Built only when asked for: cursors cost a hash each, and most clients want nodes.
-        return [
-            CloudResourceEdge(cursor=encode_cursor(self.connection, self.offset + i), node=node)
-            for i, node in enumerate(self.nodes)
-        ]
+        return [CloudResourceEdge(cursor=c, node=n) for c, n in cursored(self)]
