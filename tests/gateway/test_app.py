@@ -155,3 +155,41 @@ async def test_production_hides_introspection_suggestions_and_graphiql(
 async def test_development_offers_suggestions(client: httpx.AsyncClient) -> None:
     typo = await client.post("/graphql", json={"query": "{ subscriptionz { totalCount } }"})
     assert "Did you mean" in typo.text
+
+
+async def test_cors_allows_configured_origins_only(make_gateway: GatewayFactory) -> None:
+    import dataclasses
+
+    settings = settings_for_tests()
+    settings = settings.replace(
+        server=dataclasses.replace(settings.server, cors_origins=("https://app.example",))
+    )
+    app = create_app(make_gateway(settings))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+    ) as http:
+        preflight = {
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-auth-token",
+        }
+        allowed = await http.options(
+            "/graphql", headers={"Origin": "https://app.example", **preflight}
+        )
+        assert allowed.status_code == 200
+        assert allowed.headers["access-control-allow-origin"] == "https://app.example"
+        assert "x-auth-token" in allowed.headers["access-control-allow-headers"].lower()
+        refused = await http.options(
+            "/graphql", headers={"Origin": "https://evil.example", **preflight}
+        )
+        assert "access-control-allow-origin" not in refused.headers
+        simple = await http.post(
+            "/graphql", json={"query": "{ __typename }"}, headers={"Origin": "https://evil.example"}
+        )
+        assert "access-control-allow-origin" not in simple.headers
+
+
+async def test_no_cors_headers_without_configured_origins(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/graphql", json={"query": "{ __typename }"}, headers={"Origin": "https://app.example"}
+    )
+    assert "access-control-allow-origin" not in response.headers

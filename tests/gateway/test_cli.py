@@ -100,25 +100,34 @@ def test_sigterm_drains_readiness_then_lets_in_flight_requests_finish(
     try:
         wait_until_up(f"{base}/healthz", process)
         answers: list[httpx.Response] = []
-        slow = threading.Thread(
-            target=lambda: answers.append(
+
+        def ask(number: int) -> None:
+            answers.append(
                 httpx.post(
                     f"{base}/graphql",
                     json={"query": "query Slow { subscriptions(first: 3) { totalCount } }"},
-                    headers={"X-Auth-Token": "sigterm-secret-token", "X-Request-Id": "slow-1"},
+                    headers={
+                        "X-Auth-Token": f"sigterm-secret-{number}",
+                        "X-Request-Id": f"slow-{number}",
+                    },
                     timeout=20,
                 )
             )
-        )
-        slow.start()
-        time.sleep(0.4)  # the request is now waiting on the slow upstream
+
+        # Ten requests in flight, each waiting on the slow upstream, when SIGTERM arrives.
+        in_flight = [threading.Thread(target=ask, args=(n,)) for n in range(10)]
+        for thread in in_flight:
+            thread.start()
+        time.sleep(0.5)
         process.send_signal(signal.SIGTERM)
         time.sleep(0.2)
         ready = httpx.get(f"{base}/readyz", timeout=2)
         assert ready.status_code == 503 and ready.json()["status"] == "draining"
-        slow.join(timeout=20)
-        assert answers and answers[0].status_code == 200
-        assert answers[0].json()["data"]["subscriptions"]["totalCount"] == 301
+        for thread in in_flight:
+            thread.join(timeout=20)
+        assert len(answers) == 10
+        assert all(a.status_code == 200 for a in answers)
+        assert all(a.json()["data"]["subscriptions"]["totalCount"] == 301 for a in answers)
         assert process.wait(timeout=15) == 0
     finally:
         if process.poll() is None:
@@ -128,7 +137,7 @@ def test_sigterm_drains_readiness_then_lets_in_flight_requests_finish(
     text = log.read().decode()
     log.close()
     lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
-    assert "sigterm-secret-token" not in json.dumps(lines)
+    assert "sigterm-secret" not in json.dumps(lines)
     (request_line,) = [line for line in lines if line.get("request_id") == "slow-1"]
     assert request_line["operation"] == "Slow"
     assert request_line["status"] == 200 and request_line["upstream_calls"] == 1
