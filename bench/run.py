@@ -280,8 +280,12 @@ def main() -> int:
     )
     parser.add_argument("--naive-requests", type=int, default=3, help="naive build, concurrency 1")
     parser.add_argument("--out", type=Path, default=HERE / "out")
+    parser.add_argument("--render-only", action="store_true", help="rewrite RESULTS.md from results.json")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.render_only:
+        (HERE / "RESULTS.md").write_text(render(json.loads((HERE / "results.json").read_text())))
+        return 0
 
     sim_port, cold_port, warm_port, naive_port = (free_port() for _ in range(4))
     sim = f"http://127.0.0.1:{sim_port}"
@@ -426,7 +430,7 @@ def main() -> int:
             process.terminate()
         for process in processes.values():
             process.wait(timeout=20)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    (HERE / "results.json").write_text(json.dumps(results, indent=2))
     table = render(results)
     (HERE / "RESULTS.md").write_text(table)
     print(table)
@@ -495,6 +499,9 @@ def render(results: dict[str, Any]) -> str:
     lines += ["| target | met | measured |", "|---|---|---|"]
     lines += [f"| {label} | {'yes' if ok else '**no**'} | {value} |" for label, ok, value in checks]
     lines.append("")
+    notes = HERE / "notes.md"
+    if notes.exists():  # the analysis of the figures, kept by hand beside them
+        lines += [notes.read_text()]
     return "\n".join(lines)
 
 

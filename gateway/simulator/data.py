@@ -1,24 +1,29 @@
-"""The simulator's data: one deterministic tenant per token.
+"""The simulator's data: one deterministic tenant per token, indexed for cheap answers.
 
 A tenant's records are generated from ``(seed, token)``, so the same token sees
-the same data in every run and every replica, and a record's ids carry a tag of
-the token that owns it (tests can tell whose data a record is). The seed pages'
-own example records are part of every tenant, quirks included.
+the same data in every run and every replica. Every id carries the tenant's
+``tag`` (eight digits of a hash of seed and token), so a test can tell whose
+data a record is. The seed pages' own example records are part of every tenant,
+quirks included. Times are coherent with a fixed "today" (``REFERENCE_NOW_MS``):
+what expired before it is expired, what was renewed is historical.
 """
 
 from __future__ import annotations
 
 import hashlib
 import random
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final, NamedTuple
 
-from gateway.times import format_cbc_time
+Record = dict[str, Any]
 
-SEED_SUBSCRIPTION: dict[str, Any] = {
-    "orderId": "251679538126441114",
+SEED_ORDER_ID: Final = "251679538126441114"
+
+# The OMA page's example record, field for field (no status, remark null, times as numbers).
+SEED_SUBSCRIPTION: Final[Record] = {
+    "orderId": SEED_ORDER_ID,
     "opType": "newInstance",
     "remark": None,
     "skuName": "telemarketing agent",
@@ -45,7 +50,9 @@ SEED_SUBSCRIPTION: dict[str, Any] = {
     "skuCode": "d52b28fa-e0a7-a8f7-8356-0f0aea54b862",
 }
 
-SEED_RESOURCE: dict[str, Any] = {
+# The CBC page's example record, field for field: a primary resource that names a
+# parent, and still "provisioned" long after its expiry. It belongs to the seed order.
+SEED_RESOURCE: Final[Record] = {
     "id": "01154-54600027-0",
     "resource_id": "0A063A11905F42BC8548E65D0089A905",
     "resource_name": "0A063A11905F42BC8548E65D0089A905name",
@@ -63,7 +70,16 @@ SEED_RESOURCE: dict[str, Any] = {
     "expire_policy": 0,
 }
 
-_REGIONS = (
+VISIBLE_STATUSES: Final = frozenset((2, 4, 5))
+"""CBC resource statuses a customer sees; 3 (closed) is "not visible to customers"."""
+
+REFERENCE_NOW_MS: Final = 1_748_736_000_000  # 2025-06-01T00:00:00Z
+_FIRST_CREATE_MS: Final = 1_672_531_200_000  # 2023-01-01T00:00:00Z
+_DAY_MS: Final = 86_400_000
+_CBC_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
+_OPTIONAL_FIELDS: Final = ("cecFeatureType", "trialFlag", "retryTimes", "status", "manualStatus")
+_TIME_FIELDS: Final = ("modifyTime", "createTime", "expireTime", "cecExpireTime")
+_REGIONS: Final = (
     "cn-north-4",
     "cn-south-1",
     "cn-east-3",
@@ -71,217 +87,421 @@ _REGIONS = (
     "ap-southeast-3",
     "af-south-1",
 )
-_SKUS = (
-    ("telemarketing agent", "agent"),
-    ("intelligent IVR", "ivr"),
-    ("quality inspection seat", "qi"),
-    ("outbound robot", "robot"),
-    ("customer service workbench", "workbench"),
+
+
+class _Sku(NamedTuple):
+    name: str
+    code: str
+    monthly_price: int
+
+
+_SKUS: Final = (
+    _Sku("telemarketing agent", "d52b28fa-e0a7-a8f7-8356-0f0aea54b862", 18_000),
+    _Sku("intelligent IVR", "5c1e0f7a-93b2-4d0e-a1f3-7e2c8b9d6a41", 9_000),
+    _Sku("quality inspection seat", "a7f3c2d1-0b4e-4f6a-9c8d-2e1b3a5f7c90", 6_000),
+    _Sku("outbound robot", "3e9d7b5c-1a2f-4c8e-b6d4-9f0a2c4e6b81", 12_000),
+    _Sku("customer service workbench", "f1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d", 3_000),
 )
-# (service type, primary resource type, spec, attached resource type, attached spec)
-_PRODUCTS = (
-    (
-        "hws.service.type.ec2",
-        "hws.resource.type.vm",
-        "s6.large.2.linux",
-        "hws.resource.type.volume",
-        "SSD",
+
+
+class _Kind(NamedTuple):
+    service: str
+    resource_type: str
+    specs: tuple[str, ...]
+    name_prefix: str
+
+
+class _Product(NamedTuple):
+    primary: _Kind
+    attached: _Kind | None
+    max_attached: int
+
+
+# What the CBC page describes: an ECS vm carries EVS volumes; a shared bandwidth
+# carries EIPs; an exclusive bandwidth is attached to its EIP.
+_PRODUCTS: Final = (
+    _Product(
+        _Kind(
+            "hws.service.type.ec2",
+            "hws.resource.type.vm",
+            ("s6.large.2.linux", "c7.xlarge.2.linux", "s6.xlarge.2.win"),
+            "ecs",
+        ),
+        _Kind("hws.service.type.ebs", "hws.resource.type.volume", ("SSD", "SAS", "GPSSD"), "evs"),
+        3,
     ),
-    (
-        "hws.service.type.vpc",
-        "hws.resource.type.bandwidth",
-        "19_bgp",
-        "hws.resource.type.ip",
-        "5_bgp",
+    _Product(
+        _Kind("hws.service.type.vpc", "hws.resource.type.bandwidth", ("19_share",), "bandwidth"),
+        _Kind("hws.service.type.vpc", "hws.resource.type.ip", ("5_bgp", "5_sbgp"), "eip"),
+        3,
     ),
-    (
-        "hws.service.type.rds",
-        "hws.resource.type.rds.vm",
-        "rds.mysql.c6.large.2",
-        "hws.resource.type.volume",
-        "ULTRAHIGH",
+    _Product(
+        _Kind("hws.service.type.vpc", "hws.resource.type.ip", ("5_bgp",), "eip"),
+        _Kind("hws.service.type.vpc", "hws.resource.type.bandwidth", ("19_bgp",), "bandwidth"),
+        1,
     ),
-    ("hws.service.type.dcs", "hws.resource.type.dcs", "redis.ha.xu1.large.r2.2", None, None),
+    _Product(
+        _Kind(
+            "hws.service.type.rds",
+            "hws.resource.type.rds.vm",
+            ("rds.mysql.c6.large.2", "rds.pg.c6.xlarge.4"),
+            "rds",
+        ),
+        _Kind("hws.service.type.rds", "hws.resource.type.rds.volume", ("CLOUDSSD",), "rds-disk"),
+        1,
+    ),
+    _Product(
+        _Kind("hws.service.type.dcs", "hws.resource.type.dcs", ("redis.ha.xu1.large.r2.2",), "dcs"),
+        None,
+        0,
+    ),
 )
-_RESOURCE_STATUSES = (2, 2, 2, 2, 2, 2, 2, 4, 4, 5, 5, 5, 3)  # 3 (closed) is never served
-_EPOCH_2022 = 1640995200000
-_DAY_MS = 86_400_000
+_PRODUCT_WEIGHTS: Final = (4, 2, 1, 2, 1)
+_PRIMARIES_PER_ORDER: Final = (0, 1, 1, 1, 1, 2, 2, 3)
+_LIVE_STATUSES: Final = (2, 2, 2, 2, 2, 2, 2, 2, 4, 3)
+_ENDED_STATUSES: Final = (5, 5, 5, 5, 4, 3, 3)
 
 
 @dataclass(frozen=True, slots=True)
 class SimulatorConfig:
     seed: int = 7
     subscriptions: int = 300
-    """Subscriptions per tenant (the seed example comes on top)."""
+    """Generated subscriptions per tenant; the seed example comes on top."""
     max_tenants: int = 512
-    """Tenants kept generated; older ones are generated again when asked."""
+    """Tenants kept generated (least recently used dropped, regenerated when asked again)."""
+    max_calls: int = 10_000
+    """Calls kept in the call log."""
+
+    def __post_init__(self) -> None:
+        if self.subscriptions < 0 or self.max_tenants < 1 or self.max_calls < 1:
+            raise ValueError("subscriptions must be >= 0, max_tenants and max_calls >= 1")
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionQuery:
+    """A validated OMA request: one page of the modifyTime window, inclusive both ends."""
+
+    limit: int
+    offset: int
+    start_ms: int | None = None
+    end_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceQuery:
+    """A validated CBC request; times are ``yyyy-MM-ddTHH:mm:ssZ`` strings."""
+
+    resource_ids: tuple[str, ...] = ()
+    order_id: str | None = None
+    only_main_resource: bool = False
+    statuses: frozenset[int] = VISIBLE_STATUSES
+    offset: int = 0
+    limit: int = 10
+    expire_time_begin: str | None = None
+    expire_time_end: str | None = None
 
 
 @dataclass(slots=True)
 class Tenant:
-    tag: str
-    subscriptions: list[dict[str, Any]]
-    """In the order OMA returns them."""
-    resources: list[dict[str, Any]]
-    """Every resource, closed ones included, in the order CBC returns them."""
-    order_of: dict[str, str] = field(default_factory=dict)
-    """resource_id -> order_id (CBC's records do not carry their order)."""
-    by_id: dict[str, dict[str, Any]] = field(default_factory=dict)
-    by_order: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    position: dict[str, int] = field(default_factory=dict)
+    """One token's data, as the APIs serve it, and the indexes that answer queries.
 
-    def index(self) -> None:
-        for position, resource in enumerate(self.resources):
-            rid = resource["resource_id"]
-            self.by_id[rid] = resource
-            self.position[rid] = position
-            self.by_order.setdefault(self.order_of[rid], []).append(resource)
+    ``subscriptions`` is in OMA's order (createTime descending, then id).
+    ``resources`` is in CBC's order (orders as their newest subscription comes,
+    each primary followed by its attached ones) and includes closed (status 3)
+    resources, which the API never serves. Treat the records as read-only.
+    """
+
+    tag: str
+    subscriptions: list[Record]
+    resources: list[Record]
+    order_of: dict[str, str]
+    """resource_id -> order_id (CBC's records do not carry their order)."""
+    modify_times: list[int] = field(init=False)
+    by_id: dict[str, Record] = field(init=False)
+    by_order: dict[str, list[Record]] = field(init=False)
+    children: dict[str, list[Record]] = field(init=False)
+    """primary resource_id -> its attached resources."""
+    position: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.modify_times = [int(s["modifyTime"]) for s in self.subscriptions]
+        self.by_id = {}
+        self.by_order = {}
+        self.children = {}
+        self.position = {}
+        for index, resource in enumerate(self.resources):
+            resource_id = resource["resource_id"]
+            self.by_id[resource_id] = resource
+            self.position[resource_id] = index
+            self.by_order.setdefault(self.order_of[resource_id], []).append(resource)
+            if resource["is_main_resource"] == 0:
+                self.children.setdefault(resource["parent_resource_id"], []).append(resource)
+
+    @property
+    def visible_resources(self) -> list[Record]:
+        return [r for r in self.resources if r["status"] in VISIBLE_STATUSES]
+
+    def find_subscriptions(self, query: SubscriptionQuery) -> list[Record]:
+        """Every subscription in the query's window, in OMA's order (paging is the caller's)."""
+        start, end = query.start_ms, query.end_ms
+        if start is None and end is None:
+            return self.subscriptions
+        low = start if start is not None else -(2**63)
+        high = end if end is not None else 2**63
+        return [
+            record
+            for record, modified in zip(self.subscriptions, self.modify_times, strict=True)
+            if low <= modified <= high
+        ]
+
+    def find_resources(self, query: ResourceQuery) -> list[Record]:
+        """Every resource the query matches, in CBC's order (paging is the caller's)."""
+        if query.resource_ids:
+            chosen: dict[str, Record] = {}
+            for resource_id in query.resource_ids:
+                named = self.by_id.get(resource_id)
+                if named is None:
+                    continue
+                chosen[resource_id] = named
+                # A named attached resource is served itself even with only_main_resource 1,
+                # as the page says; with 0 the named primaries bring their attached ones.
+                if not query.only_main_resource:
+                    for child in self.children.get(resource_id, ()):
+                        chosen[child["resource_id"]] = child
+            candidates = sorted(chosen.values(), key=lambda r: self.position[r["resource_id"]])
+            if query.order_id is not None:
+                candidates = [
+                    r for r in candidates if self.order_of[r["resource_id"]] == query.order_id
+                ]
+        else:
+            if query.order_id is not None:
+                candidates = self.by_order.get(query.order_id, [])
+            else:
+                candidates = self.resources
+            if query.only_main_resource:
+                candidates = [r for r in candidates if r["is_main_resource"] == 1]
+        statuses = query.statuses & VISIBLE_STATUSES
+        begin, end = query.expire_time_begin, query.expire_time_end
+        # One fixed-width UTC format: string order is time order.
+        return [
+            r
+            for r in candidates
+            if r["status"] in statuses
+            and (begin is None or r["expire_time"] >= begin)
+            and (end is None or r["expire_time"] <= end)
+        ]
+
+
+def tenant_digest(seed: int, token: str) -> bytes:
+    return hashlib.sha256(f"{seed}\x00{token}".encode()).digest()
 
 
 def tenant_tag(seed: int, token: str) -> str:
-    return hashlib.sha256(f"{seed}:{token}".encode()).hexdigest()[:8]
+    """Eight digits every id of the token's tenant carries."""
+    return f"{int.from_bytes(tenant_digest(seed, token)[:8], 'big') % 10**8:08d}"
 
 
 def build_tenant(config: SimulatorConfig, token: str) -> Tenant:
+    digest = tenant_digest(config.seed, token)
     tag = tenant_tag(config.seed, token)
-    rng = random.Random(f"{config.seed}:{tag}")
-    tag_number = int(tag, 16) % 10**8
-    project_id = f"{rng.getrandbits(128):032x}"
-    subscriptions: list[dict[str, Any]] = []
-    resources: list[dict[str, Any]] = []
-    order_of: dict[str, str] = {}
-    orders: list[str] = []
-    for n in range(config.subscriptions):
-        if orders and rng.random() < 0.05:
-            order_id = rng.choice(orders)  # a renewal: a second subscription of one order
-        else:
-            order_id = f"25{tag_number:08d}{n:08d}"
-            orders.append(order_id)
-            _add_order_resources(rng, tag, project_id, order_id, resources, order_of)
-        subscriptions.append(_subscription(rng, tag_number, n, order_id))
+    rng = random.Random(digest)
+    subscriptions, order_spans = _subscriptions(rng, tag, config.subscriptions)
     subscriptions.append(dict(SEED_SUBSCRIPTION))
-    resources.append(dict(SEED_RESOURCE))
-    order_of[SEED_RESOURCE["resource_id"]] = SEED_SUBSCRIPTION["orderId"]
     subscriptions.sort(key=lambda s: (-int(s["createTime"]), s["id"]))
-    tenant = Tenant(tag=tag, subscriptions=subscriptions, resources=resources, order_of=order_of)
-    tenant.index()
-    return tenant
+    resources: list[Record] = []
+    order_of: dict[str, str] = {}
+    factory = _ResourceFactory(rng, tag)
+    for subscription in subscriptions:
+        order_id = subscription["orderId"]
+        if order_id == SEED_ORDER_ID:
+            order_resources = [dict(SEED_RESOURCE)]
+        elif order_id in order_spans:
+            order_resources = factory.order(*order_spans[order_id])
+        else:
+            continue  # the order's resources are already listed, at its newest subscription
+        order_spans.pop(order_id, None)
+        for resource in order_resources:
+            order_of[resource["resource_id"]] = order_id
+        resources.extend(order_resources)
+    return Tenant(tag=tag, subscriptions=subscriptions, resources=resources, order_of=order_of)
 
 
-def _subscription(rng: random.Random, tag_number: int, n: int, order_id: str) -> dict[str, Any]:
-    created = _EPOCH_2022 + rng.randrange(0, 1000 * _DAY_MS, 1000)
-    modified = created + rng.randrange(0, 30 * _DAY_MS, 1000)
-    if abs(modified - SEED_SUBSCRIPTION["modifyTime"]) < 5000:
-        modified += 10_000  # keep the seed example alone in its documented window
-    monthly = rng.random() < 0.7
-    periods = rng.randint(1, 12 if monthly else 3)
+def _subscriptions(
+    rng: random.Random, tag: str, count: int
+) -> tuple[list[Record], dict[str, tuple[int, int]]]:
+    """The generated subscriptions, and each order's span: first creation, last expiry."""
+    customer = {
+        "vdnId": str(100 + int(tag) % 900),
+        "customerId": f"2022{tag}00000000",
+        "company": f"Company {tag[:4]}",
+        "cecTenantId": f"2023{tag}",
+        "cecTenantName": f"Tenant{tag}",
+        "customerName": f"customer-{tag[4:]}",
+    }
+    records: list[Record] = []
+    spans: dict[str, tuple[int, int]] = {}
+    renewable: list[Record] = []  # subscriptions whose order has one subscription so far
+    for n in range(count):
+        previous = None
+        if renewable and rng.random() < 0.05:
+            previous = renewable.pop(rng.randrange(len(renewable)))
+        record = _subscription(rng, tag, n, customer, previous)
+        if previous is not None and record["opType"] != "renew":
+            renewable.append(previous)  # too late to renew before today: a new order instead
+        order_id = record["orderId"]
+        created, expires = int(record["createTime"]), int(record["expireTime"])
+        first, _ = spans.get(order_id, (created, expires))
+        spans[order_id] = (min(first, created), expires)
+        if record["opType"] != "renew":
+            renewable.append(record)
+        records.append(record)
+    return records, spans
+
+
+def _subscription(
+    rng: random.Random, tag: str, n: int, customer: Record, previous: Record | None
+) -> Record:
+    renews = previous is not None
+    if previous is not None:
+        # A renewal starts shortly before the previous period ends, in the same order.
+        created = int(previous["expireTime"]) - rng.randrange(0, 7 * _DAY_MS, 1000)
+        if created >= REFERENCE_NOW_MS:
+            renews = False
+    if not renews or previous is None:
+        created = rng.randrange(_FIRST_CREATE_MS, REFERENCE_NOW_MS, 1000)
+        sku = rng.choice(_SKUS)
+        monthly = rng.random() < 0.7
+        order_id = f"25{tag}{n:08d}"
+    else:
+        sku = _SKUS[[s.name for s in _SKUS].index(previous["skuName"])]
+        monthly = previous["periodType"] == "month"
+        order_id = previous["orderId"]
+    modified = min(created + rng.randrange(0, 30 * _DAY_MS, 1000), REFERENCE_NOW_MS - 1000)
+    if modified == SEED_SUBSCRIPTION["modifyTime"]:
+        modified += 1000  # the seed example stays alone in its documented window
+    periods = rng.randint(1, 12) if monthly else rng.randint(1, 3)
     expires = created + periods * (30 if monthly else 365) * _DAY_MS
-    sku_name, sku_short = rng.choice(_SKUS)
-    record: dict[str, Any] = {
+    amount = rng.randint(1, 20)
+    record: Record = {
         "orderId": order_id,
-        "opType": rng.choice(("newInstance", "newInstance", "renew", "modify")),
-        "remark": rng.choice((None, None, "auto-provisioned", "")),
-        "skuName": sku_name,
+        "opType": "renew" if renews else rng.choice(("newInstance", "newInstance", "modify")),
+        "remark": rng.choice((None, None, "", "auto-provisioned", "renewed by customer")),
+        "skuName": sku.name,
         "modifyTime": modified,
-        "orderAmount": str(rng.randrange(100, 100_000, 100)),
+        "orderAmount": str(sku.monthly_price * amount * periods * (1 if monthly else 10)),
         "procutName": "monthly" if monthly else "yearly",
-        "vdnId": str(rng.randint(1, 999)),
-        "customerId": f"2022{tag_number:08d}{n:08d}",
-        "company": f"Company {tag_number % 1000:03d}",
-        "id": f"16{tag_number:08d}{n:09d}",
-        "manualStatus": rng.choice(("0", "1")),
-        "cecTenantId": f"2023{tag_number:08d}",
-        "amount": str(rng.randint(1, 50)),
+        "id": f"16{tag}{n:09d}",
+        "manualStatus": rng.choice(("0", "0", "1")),
+        "amount": str(amount),
         "periodNumber": str(periods),
-        "productId": f"0GbV{rng.getrandbits(64):016x}",
-        "autoStatus": rng.choice(("0", "1", "2")),
-        "customerName": f"customer-{tag_number % 10_000:04d}",
+        "productId": f"0GbV{sku.code[:8]}{'M' if monthly else 'Y'}{tag[:7]}",
+        "autoStatus": rng.choice(("0", "1", "2", "2")),
         "cecExpireTime": expires + rng.randrange(0, 5 * _DAY_MS, 1000),
-        "cecTenantName": f"Tenant{tag_number:08d}",
-        "createSource": rng.choice(("GTS", "Portal", "API")),
+        "createSource": rng.choice(("GTS", "GTS", "Portal", "API")),
         "periodType": "month" if monthly else "year",
         "expireTime": expires,
         "createTime": created,
-        "skuCode": f"{sku_short}-{rng.getrandbits(64):016x}",
-        "cecFeatureType": rng.choice(("1", "2")),
+        "skuCode": sku.code,
+        "cecFeatureType": rng.choice(("1", "2", "3")),
         "trialFlag": rng.choice((0, 0, 0, 1)),
         "retryTimes": str(rng.randint(0, 3)),
-        "status": rng.choice(("2", "2", "2", "8", "9")),
+        "status": "2" if expires > REFERENCE_NOW_MS else "8",
+        **customer,
     }
-    # The documented fields that the seed's own example leaves out.
-    for optional in ("cecFeatureType", "trialFlag", "retryTimes", "status", "manualStatus"):
-        if rng.random() < 0.15:
-            del record[optional]
-    # Times arrive as numbers in the example, as strings in the table: serve both.
+    if previous is not None and renews:
+        previous["status"] = "9"  # the renewed period is history
+    # Fields the page documents and its own example leaves out.
+    for name in _OPTIONAL_FIELDS:
+        if rng.random() < 0.12:
+            del record[name]
+    # The example sends times as numbers, the table says String: serve both.
     if rng.random() < 0.1:
-        for name in ("modifyTime", "createTime", "expireTime", "cecExpireTime"):
+        for name in _TIME_FIELDS:
             record[name] = str(record[name])
     return record
 
 
-def _add_order_resources(
-    rng: random.Random,
-    tag: str,
-    project_id: str,
-    order_id: str,
-    resources: list[dict[str, Any]],
-    order_of: dict[str, str],
-) -> None:
-    for _ in range(rng.choice((0, 1, 1, 1, 2, 2, 3))):
-        service, primary_type, spec, attached_type, attached_spec = rng.choice(_PRODUCTS)
+class _ResourceFactory:
+    """The CBC resources of one tenant's orders, numbered in the tenant's own id space."""
+
+    def __init__(self, rng: random.Random, tag: str) -> None:
+        self._rng = rng
+        self._tag = tag
+        self._count = 0
+        # A project id is per region; product ids are per offering, not per resource.
+        self._projects = {
+            region: hashlib.md5(f"{tag}:{region}".encode(), usedforsecurity=False).hexdigest()
+            for region in _REGIONS
+        }
+
+    def order(self, created_ms: int, expires_ms: int) -> list[Record]:
+        rng = self._rng
+        live = expires_ms > REFERENCE_NOW_MS
+        times = (_cbc_time(created_ms), _cbc_time(expires_ms))
         region = rng.choice(_REGIONS)
-        primary = _resource(rng, tag, project_id, region, service, primary_type, spec, None)
-        resources.append(primary)
-        order_of[primary["resource_id"]] = order_id
-        if attached_type is None:
-            continue
-        for _ in range(rng.choice((0, 1, 1, 2, 3))):
-            attached = _resource(
-                rng,
-                tag,
-                project_id,
-                region,
-                service,
-                attached_type,
-                attached_spec,
-                primary["resource_id"],
-            )
-            resources.append(attached)
-            order_of[attached["resource_id"]] = order_id
+        resources: list[Record] = []
+        for _ in range(rng.choice(_PRIMARIES_PER_ORDER)):
+            product = rng.choices(_PRODUCTS, _PRODUCT_WEIGHTS)[0]
+            status = rng.choice(_LIVE_STATUSES if live else _ENDED_STATUSES)
+            policy = rng.randrange(6)
+            primary = self._resource(product.primary, region, times, None, status, policy)
+            resources.append(primary)
+            if product.attached is None:
+                continue
+            for _ in range(rng.randint(0, product.max_attached)):
+                if rng.random() < 0.15:  # e.g. a volume detached and closed on its own
+                    status = rng.choice((2, 3, 4, 5))
+                parent = primary["resource_id"]
+                resources.append(
+                    self._resource(product.attached, region, times, parent, status, policy)
+                )
+        return resources
+
+    def _resource(
+        self,
+        kind: _Kind,
+        region: str,
+        times: tuple[str, str],
+        parent: str | None,
+        status: int,
+        policy: int,
+    ) -> Record:
+        self._count += 1
+        resource_id = f"{self._tag}{self._rng.getrandbits(96):024x}"
+        spec = self._rng.choice(kind.specs)
+        return {
+            "id": f"{self._tag[:5]}-{self._count:08d}-0",
+            "resource_id": resource_id,
+            "resource_name": f"{kind.name_prefix}-{resource_id[8:16]}",
+            "region_code": region,
+            "service_type_code": kind.service,
+            "resource_type_code": kind.resource_type,
+            "resource_spec_code": spec,
+            "project_id": self._projects[region],
+            "product_id": _product_id(kind.resource_type, spec),
+            "parent_resource_id": parent,
+            "is_main_resource": 0 if parent else 1,
+            "status": status,
+            "effective_time": times[0],
+            "expire_time": times[1],
+            "expire_policy": policy,
+        }
 
 
-def _resource(
-    rng: random.Random,
-    tag: str,
-    project_id: str,
-    region: str,
-    service: str,
-    resource_type: str,
-    spec: str | None,
-    parent: str | None,
-) -> dict[str, Any]:
-    resource_id = f"{tag}{rng.getrandbits(96):024x}"
-    effective = datetime(2020, 1, 1, tzinfo=UTC) + timedelta(
-        seconds=rng.randrange(0, 5 * 365 * 86400)
-    )
-    expires = effective + timedelta(days=rng.choice((30, 90, 180, 365, 730, 1095)))
-    return {
-        "id": f"{tag[:5]}-{rng.getrandbits(32):08d}-0",
-        "resource_id": resource_id,
-        "resource_name": f"{resource_type.rsplit('.', 1)[-1]}-{resource_id[:12]}",
-        "region_code": region,
-        "service_type_code": service,
-        "resource_type_code": resource_type,
-        "resource_spec_code": spec,
-        "project_id": project_id,
-        "product_id": f"{rng.getrandbits(128):032x}",
-        "parent_resource_id": parent,
-        "is_main_resource": 0 if parent else 1,
-        "status": rng.choice(_RESOURCE_STATUSES),
-        "effective_time": format_cbc_time(effective),
-        "expire_time": format_cbc_time(expires),
-        "expire_policy": rng.randint(0, 5),
-    }
+_PRODUCT_IDS: dict[tuple[str, str], str] = {}
+
+
+def _product_id(resource_type: str, spec: str) -> str:
+    key = (resource_type, spec)
+    product_id = _PRODUCT_IDS.get(key)
+    if product_id is None:
+        digest = hashlib.md5(f"{resource_type}:{spec}".encode(), usedforsecurity=False)
+        product_id = _PRODUCT_IDS[key] = digest.hexdigest()
+    return product_id
+
+
+def _cbc_time(epoch_ms: int) -> str:
+    return time.strftime(_CBC_TIME_FORMAT, time.gmtime(epoch_ms // 1000))
 
 
 class Tenants:
@@ -291,11 +511,15 @@ class Tenants:
         self.config = config
         self._tenants: OrderedDict[str, Tenant] = OrderedDict()
 
+    def __len__(self) -> int:
+        return len(self._tenants)
+
     def get(self, token: str) -> Tenant:
-        tenant = self._tenants.pop(token, None)
+        tenant = self._tenants.get(token)
         if tenant is None:
-            tenant = build_tenant(self.config, token)
-        self._tenants[token] = tenant
-        while len(self._tenants) > self.config.max_tenants:
-            self._tenants.popitem(last=False)
+            tenant = self._tenants[token] = build_tenant(self.config, token)
+            if len(self._tenants) > self.config.max_tenants:
+                self._tenants.popitem(last=False)
+        else:
+            self._tenants.move_to_end(token)
         return tenant
