@@ -280,7 +280,9 @@ def main() -> int:
     )
     parser.add_argument("--naive-requests", type=int, default=3, help="naive build, concurrency 1")
     parser.add_argument("--out", type=Path, default=HERE / "out")
-    parser.add_argument("--render-only", action="store_true", help="rewrite RESULTS.md from results.json")
+    parser.add_argument(
+        "--render-only", action="store_true", help="rewrite RESULTS.md from results.json"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.render_only:

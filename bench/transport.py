@@ -34,7 +34,9 @@ async def with_httpx(url: str, transport: httpx.AsyncBaseTransport | None) -> fl
         await asyncio.gather(*(client.post(url, json=BODY, headers=HEADERS) for _ in range(100)))
         before = cpu()
         for _ in range(ROUNDS):
-            await asyncio.gather(*(client.post(url, json=BODY, headers=HEADERS) for _ in range(100)))
+            await asyncio.gather(
+                *(client.post(url, json=BODY, headers=HEADERS) for _ in range(100))
+            )
         return (cpu() - before) / ROUNDS
 
 
@@ -61,7 +63,9 @@ def main() -> int:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         results = {
             "httpx, default transport": asyncio.run(with_httpx(url, None)),
-            "httpx over httpx-aiohttp (used)": asyncio.run(with_httpx(url, AiohttpTransport(limits=limits))),
+            "httpx over httpx-aiohttp (used)": asyncio.run(
+                with_httpx(url, AiohttpTransport(limits=limits))
+            ),
             "aiohttp alone": asyncio.run(with_aiohttp(url)),
         }
     finally:
