@@ -10,14 +10,17 @@ what expired before it is expired, what was renewed is historical.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import random
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, TypeVar
 
 Record = dict[str, Any]
+T = TypeVar("T")
 
 SEED_ORDER_ID: Final = "251679538126441114"
 
@@ -156,10 +159,15 @@ _PRODUCTS: Final = (
         0,
     ),
 )
-_PRODUCT_WEIGHTS: Final = (4, 2, 1, 2, 1)
+# Weighted: ECS most, then shared bandwidths and RDS.
+_PRODUCT_POOL: Final = tuple(
+    product
+    for product, weight in zip(_PRODUCTS, (4, 2, 1, 2, 1), strict=True)
+    for _ in range(weight)
+)
 _PRIMARIES_PER_ORDER: Final = (0, 1, 1, 1, 1, 2, 2, 3)
-_LIVE_STATUSES: Final = (2, 2, 2, 2, 2, 2, 2, 2, 4, 3)
-_ENDED_STATUSES: Final = (5, 5, 5, 5, 4, 3, 3)
+_LIVE_STATUSES: Final = (2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 4, 3)
+_ENDED_STATUSES: Final = (5, 5, 5, 5, 5, 5, 4, 3)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +216,8 @@ class Tenant:
     ``subscriptions`` is in OMA's order (createTime descending, then id).
     ``resources`` is in CBC's order (orders as their newest subscription comes,
     each primary followed by its attached ones) and includes closed (status 3)
-    resources, which the API never serves. Treat the records as read-only.
+    resources, which the API never serves; ``visible_resources`` is what it serves.
+    Treat the records as read-only: answers are served from these very dicts.
     """
 
     tag: str
@@ -239,6 +248,7 @@ class Tenant:
 
     @property
     def visible_resources(self) -> list[Record]:
+        """What CBC serves to a query without filters, in its order."""
         return [r for r in self.resources if r["status"] in VISIBLE_STATUSES]
 
     def find_subscriptions(self, query: SubscriptionQuery) -> list[Record]:
@@ -292,6 +302,34 @@ class Tenant:
         ]
 
 
+class _Draw:
+    """Draws from one seeded stream; ``random.choice`` and ``randrange`` cost several times more."""
+
+    __slots__ = ("_random", "bits")
+
+    def __init__(self, seed: bytes) -> None:
+        generator = random.Random(seed)
+        self._random = generator.random
+        self.bits = generator.getrandbits
+
+    def chance(self, probability: float) -> bool:
+        return self._random() < probability
+
+    def below(self, bound: int) -> int:
+        return int(self._random() * bound)
+
+    def between(self, low: int, high: int) -> int:
+        """Inclusive both ends."""
+        return low + int(self._random() * (high - low + 1))
+
+    def seconds(self, low_ms: int, high_ms: int) -> int:
+        """Whole seconds (as milliseconds) in ``[low_ms, high_ms)``."""
+        return low_ms + int(self._random() * ((high_ms - low_ms) // 1000)) * 1000
+
+    def pick(self, items: Sequence[T]) -> T:
+        return items[int(self._random() * len(items))]
+
+
 def tenant_digest(seed: int, token: str) -> bytes:
     return hashlib.sha256(f"{seed}\x00{token}".encode()).digest()
 
@@ -304,30 +342,41 @@ def tenant_tag(seed: int, token: str) -> str:
 def build_tenant(config: SimulatorConfig, token: str) -> Tenant:
     digest = tenant_digest(config.seed, token)
     tag = tenant_tag(config.seed, token)
-    rng = random.Random(digest)
+    rng = _Draw(digest)
     subscriptions, order_spans = _subscriptions(rng, tag, config.subscriptions)
     subscriptions.append(dict(SEED_SUBSCRIPTION))
     subscriptions.sort(key=lambda s: (-int(s["createTime"]), s["id"]))
     resources: list[Record] = []
     order_of: dict[str, str] = {}
+    listed: set[str] = set()
     factory = _ResourceFactory(rng, tag)
     for subscription in subscriptions:
         order_id = subscription["orderId"]
+        if order_id in listed:
+            continue  # a renewed order's resources come with its newest subscription
+        listed.add(order_id)
         if order_id == SEED_ORDER_ID:
             order_resources = [dict(SEED_RESOURCE)]
-        elif order_id in order_spans:
-            order_resources = factory.order(*order_spans[order_id])
         else:
-            continue  # the order's resources are already listed, at its newest subscription
-        order_spans.pop(order_id, None)
+            order_resources = factory.order(*order_spans[order_id])
         for resource in order_resources:
             order_of[resource["resource_id"]] = order_id
         resources.extend(order_resources)
     return Tenant(tag=tag, subscriptions=subscriptions, resources=resources, order_of=order_of)
 
 
+class _Plan(NamedTuple):
+    """What a subscription is before its details are drawn."""
+
+    order_id: str
+    created_ms: int
+    sku: _Sku
+    monthly: bool
+    renews: bool
+
+
 def _subscriptions(
-    rng: random.Random, tag: str, count: int
+    rng: _Draw, tag: str, count: int
 ) -> tuple[list[Record], dict[str, tuple[int, int]]]:
     """The generated subscriptions, and each order's span: first creation, last expiry."""
     customer = {
@@ -342,80 +391,78 @@ def _subscriptions(
     spans: dict[str, tuple[int, int]] = {}
     renewable: list[Record] = []  # subscriptions whose order has one subscription so far
     for n in range(count):
-        previous = None
-        if renewable and rng.random() < 0.05:
-            previous = renewable.pop(rng.randrange(len(renewable)))
-        record = _subscription(rng, tag, n, customer, previous)
-        if previous is not None and record["opType"] != "renew":
-            renewable.append(previous)  # too late to renew before today: a new order instead
-        order_id = record["orderId"]
-        created, expires = int(record["createTime"]), int(record["expireTime"])
-        first, _ = spans.get(order_id, (created, expires))
-        spans[order_id] = (min(first, created), expires)
-        if record["opType"] != "renew":
+        plan = _new_order(rng, tag, n)
+        if renewable and rng.chance(0.05):
+            index = rng.below(len(renewable))
+            renewal = _renewal(rng, renewable[index])
+            if renewal is not None:
+                plan = renewal
+                previous = renewable.pop(index)
+                if "status" in previous:
+                    previous["status"] = "9"  # the renewed period is history
+        record = _subscription(rng, tag, n, customer, plan)
+        first, _ = spans.get(plan.order_id, (plan.created_ms, 0))
+        spans[plan.order_id] = (first, int(record["expireTime"]))
+        if not plan.renews:
             renewable.append(record)
         records.append(record)
     return records, spans
 
 
-def _subscription(
-    rng: random.Random, tag: str, n: int, customer: Record, previous: Record | None
-) -> Record:
-    renews = previous is not None
-    if previous is not None:
-        # A renewal starts shortly before the previous period ends, in the same order.
-        created = int(previous["expireTime"]) - rng.randrange(0, 7 * _DAY_MS, 1000)
-        if created >= REFERENCE_NOW_MS:
-            renews = False
-    if not renews or previous is None:
-        created = rng.randrange(_FIRST_CREATE_MS, REFERENCE_NOW_MS, 1000)
-        sku = rng.choice(_SKUS)
-        monthly = rng.random() < 0.7
-        order_id = f"25{tag}{n:08d}"
-    else:
-        sku = _SKUS[[s.name for s in _SKUS].index(previous["skuName"])]
-        monthly = previous["periodType"] == "month"
-        order_id = previous["orderId"]
-    modified = min(created + rng.randrange(0, 30 * _DAY_MS, 1000), REFERENCE_NOW_MS - 1000)
+def _new_order(rng: _Draw, tag: str, n: int) -> _Plan:
+    created = rng.seconds(_FIRST_CREATE_MS, REFERENCE_NOW_MS)
+    return _Plan(f"25{tag}{n:08d}", created, rng.pick(_SKUS), rng.chance(0.7), False)
+
+
+def _renewal(rng: _Draw, previous: Record) -> _Plan | None:
+    """A second subscription of the same order, shortly before the first one ends."""
+    created = int(previous["expireTime"]) - rng.seconds(0, 7 * _DAY_MS)
+    if created >= REFERENCE_NOW_MS:
+        return None  # not yet due
+    sku = next(s for s in _SKUS if s.name == previous["skuName"])
+    return _Plan(previous["orderId"], created, sku, previous["periodType"] == "month", True)
+
+
+def _subscription(rng: _Draw, tag: str, n: int, customer: Record, plan: _Plan) -> Record:
+    created, sku, monthly = plan.created_ms, plan.sku, plan.monthly
+    modified = min(created + rng.seconds(0, 30 * _DAY_MS), REFERENCE_NOW_MS - 1000)
     if modified == SEED_SUBSCRIPTION["modifyTime"]:
         modified += 1000  # the seed example stays alone in its documented window
-    periods = rng.randint(1, 12) if monthly else rng.randint(1, 3)
+    periods = rng.between(1, 12) if monthly else rng.between(1, 3)
     expires = created + periods * (30 if monthly else 365) * _DAY_MS
-    amount = rng.randint(1, 20)
+    amount = rng.between(1, 20)
     record: Record = {
-        "orderId": order_id,
-        "opType": "renew" if renews else rng.choice(("newInstance", "newInstance", "modify")),
-        "remark": rng.choice((None, None, "", "auto-provisioned", "renewed by customer")),
+        "orderId": plan.order_id,
+        "opType": "renew" if plan.renews else rng.pick(("newInstance", "newInstance", "modify")),
+        "remark": rng.pick((None, None, "", "auto-provisioned", "renewed by customer")),
         "skuName": sku.name,
         "modifyTime": modified,
         "orderAmount": str(sku.monthly_price * amount * periods * (1 if monthly else 10)),
         "procutName": "monthly" if monthly else "yearly",
         "id": f"16{tag}{n:09d}",
-        "manualStatus": rng.choice(("0", "0", "1")),
+        "manualStatus": rng.pick(("0", "0", "1")),
         "amount": str(amount),
         "periodNumber": str(periods),
         "productId": f"0GbV{sku.code[:8]}{'M' if monthly else 'Y'}{tag[:7]}",
-        "autoStatus": rng.choice(("0", "1", "2", "2")),
-        "cecExpireTime": expires + rng.randrange(0, 5 * _DAY_MS, 1000),
-        "createSource": rng.choice(("GTS", "GTS", "Portal", "API")),
+        "autoStatus": rng.pick(("0", "1", "2", "2")),
+        "cecExpireTime": expires + rng.seconds(0, 5 * _DAY_MS),
+        "createSource": rng.pick(("GTS", "GTS", "Portal", "API")),
         "periodType": "month" if monthly else "year",
         "expireTime": expires,
         "createTime": created,
         "skuCode": sku.code,
-        "cecFeatureType": rng.choice(("1", "2", "3")),
-        "trialFlag": rng.choice((0, 0, 0, 1)),
-        "retryTimes": str(rng.randint(0, 3)),
+        "cecFeatureType": rng.pick(("1", "2", "3")),
+        "trialFlag": rng.pick((0, 0, 0, 1)),
+        "retryTimes": str(rng.between(0, 3)),
         "status": "2" if expires > REFERENCE_NOW_MS else "8",
         **customer,
     }
-    if previous is not None and renews:
-        previous["status"] = "9"  # the renewed period is history
     # Fields the page documents and its own example leaves out.
     for name in _OPTIONAL_FIELDS:
-        if rng.random() < 0.12:
+        if rng.chance(0.12):
             del record[name]
     # The example sends times as numbers, the table says String: serve both.
-    if rng.random() < 0.1:
+    if rng.chance(0.1):
         for name in _TIME_FIELDS:
             record[name] = str(record[name])
     return record
@@ -424,13 +471,13 @@ def _subscription(
 class _ResourceFactory:
     """The CBC resources of one tenant's orders, numbered in the tenant's own id space."""
 
-    def __init__(self, rng: random.Random, tag: str) -> None:
+    def __init__(self, rng: _Draw, tag: str) -> None:
         self._rng = rng
         self._tag = tag
         self._count = 0
         # A project id is per region; product ids are per offering, not per resource.
         self._projects = {
-            region: hashlib.md5(f"{tag}:{region}".encode(), usedforsecurity=False).hexdigest()
+            region: hashlib.sha256(f"{tag}:{region}".encode()).hexdigest()[:32]
             for region in _REGIONS
         }
 
@@ -438,19 +485,19 @@ class _ResourceFactory:
         rng = self._rng
         live = expires_ms > REFERENCE_NOW_MS
         times = (_cbc_time(created_ms), _cbc_time(expires_ms))
-        region = rng.choice(_REGIONS)
+        region = rng.pick(_REGIONS)
         resources: list[Record] = []
-        for _ in range(rng.choice(_PRIMARIES_PER_ORDER)):
-            product = rng.choices(_PRODUCTS, _PRODUCT_WEIGHTS)[0]
-            status = rng.choice(_LIVE_STATUSES if live else _ENDED_STATUSES)
-            policy = rng.randrange(6)
+        for _ in range(rng.pick(_PRIMARIES_PER_ORDER)):
+            product = rng.pick(_PRODUCT_POOL)
+            status = rng.pick(_LIVE_STATUSES if live else _ENDED_STATUSES)
+            policy = rng.below(6)
             primary = self._resource(product.primary, region, times, None, status, policy)
             resources.append(primary)
             if product.attached is None:
                 continue
-            for _ in range(rng.randint(0, product.max_attached)):
-                if rng.random() < 0.15:  # e.g. a volume detached and closed on its own
-                    status = rng.choice((2, 3, 4, 5))
+            for _ in range(rng.between(0, product.max_attached)):
+                if rng.chance(0.15):  # e.g. a volume detached and closed on its own
+                    status = rng.pick((2, 3, 4, 5))
                 parent = primary["resource_id"]
                 resources.append(
                     self._resource(product.attached, region, times, parent, status, policy)
@@ -467,8 +514,8 @@ class _ResourceFactory:
         policy: int,
     ) -> Record:
         self._count += 1
-        resource_id = f"{self._tag}{self._rng.getrandbits(96):024x}"
-        spec = self._rng.choice(kind.specs)
+        resource_id = f"{self._tag}{self._rng.bits(96):024x}"
+        spec = self._rng.pick(kind.specs)
         return {
             "id": f"{self._tag[:5]}-{self._count:08d}-0",
             "resource_id": resource_id,
@@ -488,16 +535,9 @@ class _ResourceFactory:
         }
 
 
-_PRODUCT_IDS: dict[tuple[str, str], str] = {}
-
-
+@functools.cache
 def _product_id(resource_type: str, spec: str) -> str:
-    key = (resource_type, spec)
-    product_id = _PRODUCT_IDS.get(key)
-    if product_id is None:
-        digest = hashlib.md5(f"{resource_type}:{spec}".encode(), usedforsecurity=False)
-        product_id = _PRODUCT_IDS[key] = digest.hexdigest()
-    return product_id
+    return hashlib.sha256(f"{resource_type}:{spec}".encode()).hexdigest()[:32]
 
 
 def _cbc_time(epoch_ms: int) -> str:
