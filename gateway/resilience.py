@@ -1,7 +1,9 @@
 """Per-upstream resilience: deadline, retries, circuit breaker, concurrency cap, rate limit.
 
 ``UpstreamGuard.run`` turns one logical upstream call into as many HTTP tries as
-the budget allows. Clocks and sleeps are injectable so tests control time.
+the deadline allows. Each try passes, in order: the circuit breaker, the rate
+limiter, the concurrency cap, then the attempt itself. Clocks, sleeps and jitter
+are injectable so tests control time.
 """
 
 from __future__ import annotations
@@ -24,10 +26,22 @@ Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 BreakerState = Literal["closed", "open", "half_open"]
 
+# What a call refused during a probe is told to wait: the probe's verdict is due
+# within one attempt, and the breaker cannot know how long that will be.
+_PROBE_RETRY_AFTER = 1.0
+# The least time handed to an attempt: some HTTP clients read 0 as "no timeout".
+_MIN_ATTEMPT_TIMEOUT = 0.001
+
 
 class CircuitBreaker:
     """Opens after ``threshold`` consecutive failures; after ``cooldown`` lets exactly one
-    probe through; the probe's outcome closes it or opens it for another cool-down."""
+    probe through; the probe's outcome closes it or opens it for another cool-down.
+
+    Whoever is let through reports the outcome with ``record_success`` or
+    ``record_failure``. Any answer counts, including one from a call let through
+    before the breaker opened: an answer is evidence of health, a failure of the
+    opposite.
+    """
 
     def __init__(
         self, upstream: str, threshold: int, cooldown: float, clock: Clock = time.monotonic
@@ -38,62 +52,84 @@ class CircuitBreaker:
         self._clock = clock
         self._failures = 0
         self._opened_at: float | None = None
-        self._probe_in_flight = False
+        # Identifies the half-open probe in flight, so only its own caller can free the slot.
+        self._probe: object | None = None
         BREAKER_STATE.labels(upstream).set(0)
 
     @property
     def state(self) -> BreakerState:
         if self._opened_at is None:
             return "closed"
-        if self._probe_in_flight or self._clock() - self._opened_at >= self.cooldown:
+        if self._probe is not None or self._cooldown_left() <= 0:
             return "half_open"
         return "open"
 
     def acquire(self) -> None:
-        """Let a call through, or raise ``CircuitOpen``."""
-        if self._opened_at is None:
-            return
-        remaining = self.cooldown - (self._clock() - self._opened_at)
-        if remaining > 0:
-            raise CircuitOpen(self.upstream, retry_after=remaining)
-        if self._probe_in_flight:
-            raise CircuitOpen(self.upstream, retry_after=0.0)
-        self._probe_in_flight = True
+        """Let a call through, or raise ``CircuitOpen`` while open or while a probe runs."""
+        self._admit()
 
     def record_success(self) -> None:
+        """The upstream answered: close and forget past failures."""
         if self._opened_at is not None:
             logger.info("circuit closed", extra={"upstream": self.upstream})
         self._failures = 0
         self._opened_at = None
-        self._probe_in_flight = False
+        self._probe = None
         BREAKER_STATE.labels(self.upstream).set(0)
 
     def record_failure(self) -> None:
+        """The upstream failed: open at ``threshold`` consecutive failures. A failure while
+        open or probing (a failed probe, or a straggler) restarts the cool-down."""
         self._failures += 1
-        if self._probe_in_flight or self._failures >= self.threshold:
-            if self._opened_at is None:
-                logger.warning(
-                    "circuit opened", extra={"upstream": self.upstream, "failures": self._failures}
-                )
-            self._opened_at = self._clock()
-            self._probe_in_flight = False
-            BREAKER_STATE.labels(self.upstream).set(1)
+        if self._opened_at is None:
+            if self._failures < self.threshold:
+                return
+            logger.warning(
+                "circuit opened", extra={"upstream": self.upstream, "failures": self._failures}
+            )
+        self._opened_at = self._clock()
+        self._probe = None
+        BREAKER_STATE.labels(self.upstream).set(1)
 
-    def release_probe(self) -> None:
-        """The probe ended without a verdict (cancelled, or an unexpected error)."""
-        self._probe_in_flight = False
+    def _admit(self) -> object | None:
+        """``acquire``, returning a token when this call is the half-open probe.
+
+        The probe's caller must hand the token to ``_release`` when it is done, so a
+        probe that ends without a verdict (cancelled, refused by the rate limit, an
+        unexpected exception) does not keep every later call out.
+        """
+        if self._opened_at is None:
+            return None
+        left = self._cooldown_left()
+        if left > 0:
+            raise CircuitOpen(self.upstream, retry_after=left)
+        if self._probe is not None:
+            raise CircuitOpen(self.upstream, retry_after=_PROBE_RETRY_AFTER)
+        self._probe = object()
+        logger.info("circuit half-open: probing", extra={"upstream": self.upstream})
+        return self._probe
+
+    def _release(self, probe: object) -> None:
+        """Free the probe slot unless a verdict already did (or a newer probe holds it)."""
+        if self._probe is probe:
+            self._probe = None
+
+    def _cooldown_left(self) -> float:
+        assert self._opened_at is not None
+        return self.cooldown - (self._clock() - self._opened_at)
 
 
 class RateLimiter(Protocol):
     async def acquire(self) -> float:
-        """Wait for a slot; return the seconds waited, or raise THROTTLED when the wait
-        would exceed the limiter's maximum."""
+        """Wait for a slot; return the seconds waited, or raise ``UpstreamError`` with
+        ``ErrorKind.THROTTLED`` at once when the wait would exceed the allowed maximum."""
         ...
 
 
 class TokenBucket:
-    """In-process limiter: slots reserved up front, so concurrent callers get
-    consecutive slots ``1/rate`` apart instead of all waking at once."""
+    """In-process ``RateLimiter`` (GCRA). Slots are reserved before sleeping, so
+    concurrent callers get consecutive slots ``1/rate`` apart instead of all waking
+    at once and racing for the same token."""
 
     def __init__(
         self,
@@ -107,33 +143,44 @@ class TokenBucket:
     ) -> None:
         self.upstream = upstream
         self.rate = rate
-        self.burst = max(1.0, burst if burst is not None else rate)
+        self.burst = max(1.0, rate if burst is None else burst)
         self.max_wait = max_wait
         self._clock = clock
         self._sleep = sleep
-        self._next_free = 0.0  # theoretical arrival time of the next slot (GCRA)
+        self._next_free = 0.0  # when the next slot frees once the burst is spent
 
     async def acquire(self) -> float:
         if self.rate <= 0:
             return 0.0
         interval = 1.0 / self.rate
         now = self._clock()
-        tat = max(self._next_free, now)
-        wait = max(0.0, tat - (self.burst - 1) * interval - now)
+        previous = self._next_free
+        slot = max(previous, now)
+        # Up to ``burst`` slots may be taken ahead of the steady pace.
+        wait = max(0.0, slot - (self.burst - 1) * interval - now)
         if wait > self.max_wait:
             raise UpstreamError(
                 ErrorKind.THROTTLED,
                 self.upstream,
                 "the gateway's request-rate limit for this upstream is exhausted",
-                retry_after=wait,
+                retry_after=wait - self.max_wait,
             )
-        self._next_free = tat + interval
+        reserved_until = self._next_free = slot + interval
         if wait > 0:
-            await self._sleep(wait)
+            try:
+                await self._sleep(wait)
+            except asyncio.CancelledError:
+                # A caller that gave up (deadline, disconnect) hands its slot back when
+                # nobody queued behind it; otherwise the gap only slows the pace.
+                if self._next_free == reserved_until:
+                    self._next_free = previous
+                raise
         return wait
 
 
 class UpstreamGuard:
+    """Everything one upstream call goes through; one per upstream per process."""
+
     def __init__(
         self,
         settings: UpstreamSettings,
@@ -147,61 +194,104 @@ class UpstreamGuard:
         self.breaker = CircuitBreaker(
             settings.name, settings.breaker_threshold, settings.breaker_cooldown, clock
         )
-        self.rate_limiter: RateLimiter = rate_limiter or TokenBucket(
-            settings.name,
-            settings.rate_limit,
-            max_wait=settings.rate_limit_max_wait,
-            clock=clock,
-            sleep=sleep,
-        )
+        if rate_limiter is None:
+            rate_limiter = TokenBucket(
+                settings.name,
+                settings.rate_limit,
+                max_wait=settings.rate_limit_max_wait,
+                clock=clock,
+                sleep=sleep,
+            )
+        self.rate_limiter: RateLimiter = rate_limiter
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
         self._slots = asyncio.Semaphore(settings.max_concurrency)
 
     async def run(self, attempt: Callable[[float], Awaitable[T]]) -> T:
-        """One logical call within ``settings.deadline``, retried while the budget allows."""
-        settings = self.settings
-        deadline = self._clock() + settings.deadline
-        tries = 0
+        """One logical call within ``settings.deadline``, retried while the budget allows.
+
+        ``attempt(seconds_remaining)`` makes one HTTP try and raises ``UpstreamError``
+        on failure. ``CircuitOpen`` and the rate limiter's refusals propagate without
+        a retry: neither says anything new about the upstream.
+        """
+        deadline = self._clock() + self.settings.deadline
+        retries = 0
         while True:
-            self.breaker.acquire()
+            probe = self.breaker._admit()
             try:
-                result = await self._try(attempt, deadline)
-            except UpstreamError as error:
-                if error.kind.counts_against_breaker:
-                    self.breaker.record_failure()
+                await self._wait_for_rate_limit(deadline)
+                try:
+                    result = await self._call(attempt, deadline)
+                except UpstreamError as error:
+                    self._record(error)
+                    delay = self._retry_delay(error, retries, deadline)
+                    if delay is None:
+                        raise
                 else:
                     self.breaker.record_success()
-                if not error.kind.retryable or tries >= settings.max_retries:
-                    raise
-                backoff = (
-                    error.retry_after
-                    if error.retry_after is not None
-                    else settings.retry_backoff * 2**tries * (0.5 + self._jitter())
-                )
-                if self._clock() + backoff >= deadline:
-                    raise
-                tries += 1
-                UPSTREAM_RETRIES.labels(settings.name).inc()
-                await self._sleep(backoff)
-                continue
-            except BaseException:
-                self.breaker.release_probe()
-                raise
-            self.breaker.record_success()
-            return result
+                    return result
+            finally:
+                if probe is not None:
+                    self.breaker._release(probe)
+            retries += 1
+            UPSTREAM_RETRIES.labels(self.settings.name).inc()
+            await self._sleep(delay)
 
-    async def _try(self, attempt: Callable[[float], Awaitable[T]], deadline: float) -> T:
+    def _record(self, error: UpstreamError) -> None:
+        # Caller errors (bad token, bad input) and the upstream's own throttling show
+        # that it is alive and answering.
+        if error.kind.counts_against_breaker:
+            self.breaker.record_failure()
+        else:
+            self.breaker.record_success()
+
+    def _retry_delay(self, error: UpstreamError, retries: int, deadline: float) -> float | None:
+        """Seconds to sleep before the next try, or ``None`` to give up with ``error``."""
+        if not error.kind.retryable or retries >= self.settings.max_retries:
+            return None
+        if self.breaker.state != "closed":
+            return None  # the breaker would refuse the retry: fail now, not after the sleep
+        if error.retry_after is not None:
+            delay = max(0.0, error.retry_after)
+        else:
+            delay = self.settings.retry_backoff * 2**retries * (0.5 + self._jitter())
+        if self._clock() + delay >= deadline:
+            return None  # no time would be left for the retry
+        return delay
+
+    async def _wait_for_rate_limit(self, deadline: float) -> None:
         name = self.settings.name
-        remaining = deadline - self._clock()
+        scope = asyncio.timeout(self._left(deadline))
         try:
-            async with asyncio.timeout(remaining if remaining > 0 else 0):
+            async with scope:
                 waited = await self.rate_limiter.acquire()
-                RATE_LIMIT_WAIT.labels(name).observe(waited)
-                async with self._slots:
-                    return await attempt(max(0.001, deadline - self._clock()))
         except TimeoutError:
+            if not scope.expired():
+                raise
+            # Local queueing, not the upstream: THROTTLED, which the breaker ignores.
             raise UpstreamError(
-                ErrorKind.TIMEOUT, name, f"no answer within {self.settings.deadline:g} s"
+                ErrorKind.THROTTLED,
+                name,
+                "the gateway's request-rate limit for this upstream leaves no time "
+                "before the deadline",
             ) from None
+        RATE_LIMIT_WAIT.labels(name).observe(waited)
+
+    async def _call(self, attempt: Callable[[float], Awaitable[T]], deadline: float) -> T:
+        """The attempt under the concurrency cap, the wait for a slot within the deadline too."""
+        scope = asyncio.timeout(self._left(deadline))
+        try:
+            async with scope, self._slots:
+                return await attempt(max(_MIN_ATTEMPT_TIMEOUT, self._left(deadline)))
+        except TimeoutError:
+            if not scope.expired():
+                raise  # the attempt's own TimeoutError is not ours to translate
+            raise UpstreamError(
+                ErrorKind.TIMEOUT,
+                self.settings.name,
+                f"no answer within the {self.settings.deadline:g} s deadline",
+            ) from None
+
+    def _left(self, deadline: float) -> float:
+        return max(0.0, deadline - self._clock())
