@@ -35,6 +35,7 @@ SUBSCRIPTIONS = 300
 CACHE_BOUND = 5000
 SUITES = [
     "tests/system/test_faults.py",
+    "tests/system/test_redis_faults.py",
     "tests/system/test_hostile_input.py",
     "tests/system/test_replicas.py",
     "tests/system/test_graphql_over_http.py",
@@ -275,7 +276,7 @@ def write_report(
         "",
         "They cover: an upstream slow past its deadline, 5xx, reset connections, non-JSON, a wrong shape,",
         "throttling with Retry-After, a redirect (never followed); the breaker opening, failing fast and",
-        "closing after one probe; Redis stopped, frozen and restarted; SIGTERM under a request in flight;",
+        "closing after one probe; Redis stopped, frozen and restarted under load; SIGTERM with ten requests in flight;",
         "a killed replica; every hostile input the issue lists; token isolation under interleaving; no",
         "token in logs, errors, metrics or cache keys; graphql-http's conformance audit.",
         "",
