@@ -38,6 +38,9 @@ OVERLAYS = ("development", "production")
 OLDEST_KUBERNETES = "1.30.0"
 CHECKOV = os.environ.get("CHECKOV", str(ROOT / ".venv-tools" / "bin" / "checkov"))
 PRIVATE_RANGES = {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"}
+# Numeric non-root UIDs: the gateway's image user (k8s/Containerfile) and the redis user of the
+# official redis alpine image.
+RUN_AS_USER = {"gateway": 10001, "gateway-redis": 10999}
 
 Obj = dict[str, Any]
 
@@ -238,7 +241,8 @@ def test_pods_are_locked_down(overlay: str) -> None:
         assert pod["enableServiceLinks"] is False, name
         context = pod["securityContext"]
         assert context["runAsNonRoot"] is True, name
-        assert isinstance(context["runAsUser"], int) and context["runAsUser"] >= 10000, name
+        assert context["runAsUser"] == RUN_AS_USER[name], name
+        assert isinstance(context.get("runAsGroup"), int) and context["runAsGroup"] > 0, name
         assert context["seccompProfile"]["type"] == "RuntimeDefault", name
         assert not pod.get("hostNetwork") and not pod.get("hostPID") and not pod.get("hostIPC")
         for container in pod["containers"] + pod.get("initContainers", []):
@@ -331,7 +335,9 @@ def test_production_shares_one_redis_through_its_service() -> None:
 
 def test_development_runs_one_replica_with_the_memory_cache() -> None:
     assert one("development", "Deployment", "gateway")["spec"]["replicas"] == 1
-    assert not objects("development", "HorizontalPodAutoscaler")
+    hpa = one("development", "HorizontalPodAutoscaler", "gateway")["spec"]
+    assert hpa["minReplicas"] == hpa["maxReplicas"] == 1
+    assert config("development")["GATEWAY_PROFILE"] == "development"
     env = effective_environment("development")
     assert env["GATEWAY_PROFILE"] == "development"
     assert env["GATEWAY_CACHE_URL"] == "memory://"
@@ -504,6 +510,47 @@ def test_containerfile_copies_only_what_the_context_has() -> None:
             assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
             assert source not in ignored, f"COPY {source}: excluded from the build context"
     assert ".git" in ignored and "**/node_modules" in ignored
+
+
+# --- the operators' README ---------------------------------------------------------------------
+
+# What k8s/README.md must tell an operator to watch before scaling.
+WATCHED_METRICS = (
+    "gateway_graphql_request_seconds",
+    "gateway_http_in_flight_requests",
+    "gateway_rate_limit_wait_seconds",
+    "gateway_circuit_breaker_open",
+    "gateway_cache_backend_up",
+)
+
+
+def exposed_metric_names() -> set[str]:
+    from gateway.metrics import REGISTRY
+
+    names = set()
+    for family in REGISTRY.collect():
+        names.add(family.name)
+        names.update(sample.name for sample in family.samples)
+        suffixes = ("_total", "_bucket", "_sum", "_count", "_created")
+        names.update(family.name + suffix for suffix in suffixes)
+    return names
+
+
+def test_readme_names_metrics_the_gateway_exposes_and_sizing_from_the_benchmark() -> None:
+    text = (K8S / "README.md").read_text()
+    for name in WATCHED_METRICS:
+        assert name in text, f"k8s/README.md does not say when to watch {name}"
+    named = set(re.findall(r"\bgateway_[a-z_]+[a-z]\b", text))
+    unknown = named - exposed_metric_names()
+    assert not unknown, f"k8s/README.md names metrics /metrics does not have: {sorted(unknown)}"
+    sizing = text.partition("\n## Sizing")[2]
+    assert sizing, "k8s/README.md has no Sizing section"
+    assert "bench/RESULTS.md" in sizing.partition("\n## ")[0]
+    assert "kubectl create secret generic gateway-redis --from-literal=password=" in " ".join(
+        text.replace("-n gateway ", "").split()
+    )
+    for overlay in OVERLAYS:
+        assert f"kubectl apply -k k8s/overlays/{overlay}" in text
 
 
 # --- checkov --------------------------------------------------------------------------------
