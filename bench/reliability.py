@@ -26,7 +26,7 @@ from typing import Any
 import aiohttp
 import httpx
 
-from bench.run import free_port, pinned, start, wait_up
+from bench.run import free_port, start_gateway, start_simulator, wait_up
 from gateway.simulator import Simulator, SimulatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -206,28 +206,8 @@ def main() -> int:
     sim = f"http://127.0.0.1:{sim_port}"
     base = f"http://127.0.0.1:{port}"
     processes = [
-        start(
-            pinned(
-                1,
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway.simulator",
-                    "--port",
-                    str(sim_port),
-                    "--subscriptions",
-                    str(SUBSCRIPTIONS),
-                    "--seed",
-                    str(SEED),
-                    "--oma-latency",
-                    "0.005",
-                    "--cbc-latency",
-                    "0.005",
-                ],
-            )
-        ),
-        start(
-            pinned(0, [sys.executable, "-m", "gateway.cli", "serve"]),
+        start_simulator(sim_port, subscriptions=SUBSCRIPTIONS, latency=0.005, seed=SEED),
+        start_gateway(
             {
                 "GATEWAY_PORT": str(port),
                 "GATEWAY_OMA_BASE_URL": sim,

@@ -80,6 +80,38 @@ def start(command: list[str], env: dict[str, str] | None = None) -> subprocess.P
     )
 
 
+def start_simulator(
+    port: int, *, subscriptions: int = 300, latency: float = 0.0, seed: int = 7
+) -> subprocess.Popen[bytes]:
+    """The simulator of both upstreams in its own process, pinned to core 1."""
+    return start(
+        pinned(
+            1,
+            [
+                sys.executable,
+                "-m",
+                "gateway.simulator",
+                "--port",
+                str(port),
+                "--seed",
+                str(seed),
+                "--subscriptions",
+                str(subscriptions),
+                "--oma-latency",
+                str(latency),
+                "--cbc-latency",
+                str(latency),
+            ],
+        )
+    )
+
+
+def start_gateway(env: dict[str, str], module: str = "gateway.cli") -> subprocess.Popen[bytes]:
+    """``gateway serve`` (or a build of it, such as ``bench.naive``) pinned to core 0."""
+    command = [sys.executable, "-m", module] + (["serve"] if module == "gateway.cli" else [])
+    return start(pinned(0, command), env)
+
+
 def wait_up(url: str) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -305,30 +337,9 @@ def main() -> int:
     }
     no_cache = {"GATEWAY_OMA_CACHE_TTL": "0", "GATEWAY_CBC_CACHE_TTL": "0"}
     processes = {
-        "simulator": start(
-            pinned(
-                1,
-                [
-                    sys.executable,
-                    "-m",
-                    "gateway.simulator",
-                    "--port",
-                    str(sim_port),
-                    "--subscriptions",
-                    "1200",
-                    "--oma-latency",
-                    str(args.latency),
-                    "--cbc-latency",
-                    str(args.latency),
-                ],
-            )
-        ),
-        "gateway": start(
-            pinned(0, [sys.executable, "-m", "gateway.cli", "serve"]),
-            {**common, **no_cache, "GATEWAY_PORT": str(cold_port)},
-        ),
-        "gateway_warm": start(
-            pinned(0, [sys.executable, "-m", "gateway.cli", "serve"]),
+        "simulator": start_simulator(sim_port, subscriptions=1200, latency=args.latency),
+        "gateway": start_gateway({**common, **no_cache, "GATEWAY_PORT": str(cold_port)}),
+        "gateway_warm": start_gateway(
             {
                 **common,
                 "GATEWAY_PORT": str(warm_port),
@@ -336,9 +347,8 @@ def main() -> int:
                 "GATEWAY_CBC_CACHE_TTL": "3600",
             },
         ),
-        "naive": start(
-            pinned(0, [sys.executable, "-m", "bench.naive"]),
-            {**common, **no_cache, "GATEWAY_PORT": str(naive_port)},
+        "naive": start_gateway(
+            {**common, **no_cache, "GATEWAY_PORT": str(naive_port)}, module="bench.naive"
         ),
     }
     try:

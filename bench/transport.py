@@ -15,7 +15,7 @@ import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport
 
-from bench.run import free_port, pinned, start, wait_up
+from bench.run import free_port, start_simulator, wait_up
 from gateway.oma import PATH
 
 BODY = {"limit": 10, "offset": 0}
@@ -56,7 +56,7 @@ async def with_aiohttp(url: str) -> float:
 
 def main() -> int:
     port = free_port()
-    simulator = start(pinned(1, [sys.executable, "-m", "gateway.simulator", "--port", str(port)]))
+    simulator = start_simulator(port)
     url = f"http://127.0.0.1:{port}{PATH}"
     try:
         wait_up(f"http://127.0.0.1:{port}/_sim/healthz")
