@@ -8,22 +8,24 @@ from pathlib import Path
 from typing import Any
 
 import strawberry
+from graphql import ASTValidationRule
 from graphql.error import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
-    MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
-    QueryDepthLimiter,
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from gateway.config import LimitSettings
 from schema.errors import ErrorTranslation
+from schema.execution import GatewayExecutor
 from schema.limits import CostLimit, max_directives_rule, max_root_fields_rule
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
@@ -45,20 +47,21 @@ def build_schema(
     limits: LimitSettings | None = None, *, production: bool = True, tracing: bool = False
 ) -> GatewaySchema:
     limits = limits or LimitSettings()
+    # The rule classes are made once, here: QueryDepthLimiter and MaxAliasesLimiter
+    # would make new ones for every request, and ValidationCache, keyed on the rules,
+    # would then never hit.
+    validation_rules: list[type[ASTValidationRule]] = [
+        max_depth_rule(limits.max_depth, None, None),
+        max_aliases_rule(limits.max_aliases),
+        max_directives_rule(limits.max_directives_per_field),
+        max_root_fields_rule(limits.max_root_fields),
+    ]
     extensions: list[Callable[[], SchemaExtension]] = [
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         # Frontends send the same few documents again and again: parse and validate each
         # once (Strawberry keeps these LRU caches at module level, bounded).
         functools.partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
-        functools.partial(QueryDepthLimiter, max_depth=limits.max_depth),
-        functools.partial(MaxAliasesLimiter, max_alias_count=limits.max_aliases),
-        functools.partial(
-            AddValidationRules,
-            [
-                max_directives_rule(limits.max_directives_per_field),
-                max_root_fields_rule(limits.max_root_fields),
-            ],
-        ),
+        functools.partial(AddValidationRules, validation_rules),
         functools.partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
         functools.partial(CostLimit, max_cost=limits.max_cost),
     ]
@@ -72,6 +75,7 @@ def build_schema(
     return GatewaySchema(
         query=Query,
         extensions=extensions,
+        execution_context_class=GatewayExecutor,
         config=StrawberryConfig(
             scalar_map=SCALAR_MAP,
             disable_field_suggestions=production,

@@ -1,0 +1,271 @@
+"""graphql-core's executor, with a shortcut for objects made only of plain leaves.
+
+Most of what this gateway answers is lists of records whose selected fields are
+plain attributes: no resolver, no arguments, a scalar or enum type. graphql-core
+spends several microseconds on each such field (a path, a resolve info, the
+resolver call, value completion), which on ``subscriptions(first: 1000)`` is
+most of the request. For such an object the executor below builds the result
+dict in one pass from a plan made once per selection.
+
+The shortcut never decides an outcome of its own: whenever a value is not the
+plain case (null in a non-null field, a value the scalar would refuse, anything
+awaitable) it hands the whole object, or the whole list, back to graphql-core,
+which recomputes it and reports exactly what it always would. Reading an
+attribute has no side effects, so computing it twice is harmless.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from enum import Enum
+from typing import Any
+
+from graphql import (
+    GraphQLBoolean,
+    GraphQLEnumType,
+    GraphQLID,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    GraphQLResolveInfo,
+    GraphQLScalarType,
+    GraphQLString,
+    Undefined,
+)
+from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.pyutils import Path
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from strawberry.schema.schema_converter import GraphQLCoreConverter
+from strawberry.types.field import StrawberryField
+
+# Values of these exact types are already what their scalar outputs (graphql-core's
+# own coercion returns them unchanged).
+_PASSTHROUGH: dict[GraphQLScalarType, type] = {
+    GraphQLString: str,
+    GraphQLID: str,
+    GraphQLBoolean: bool,
+}
+
+# One selected leaf: (response name, attribute, non-null, passthrough type,
+# enum member -> name, coercion). An attribute of None means __typename, whose
+# value is the passthrough slot.
+LeafStep = tuple[str, str | None, bool, Any, Mapping[Any, str] | None, Callable[[Any], Any]]
+
+
+class LeafPlan:
+    """How to complete one object type under one selection, when every selected
+    field is a plain leaf."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: list[LeafStep]) -> None:
+        self.steps = steps
+
+    def complete(self, source: Any) -> dict[str, Any] | None:
+        """The object's result, or None where graphql-core must decide."""
+        result: dict[str, Any] = {}
+        try:
+            for name, attribute, non_null, passthrough, names, coerce in self.steps:
+                if attribute is None:
+                    result[name] = passthrough
+                    continue
+                value = getattr(source, attribute)
+                if value is None:
+                    if non_null:
+                        return None
+                    result[name] = None
+                elif type(value) is passthrough:
+                    result[name] = value
+                elif names is not None and value in names:
+                    result[name] = names[value]
+                elif isinstance(value, Exception) or not _is_plain(value):
+                    return None
+                else:
+                    coerced = coerce(value)
+                    if coerced is None or coerced is Undefined:
+                        return None
+                    result[name] = coerced
+        except Exception:
+            return None
+        return result
+
+
+def _is_plain(value: Any) -> bool:
+    return not (hasattr(value, "__await__") or value is Undefined)
+
+
+def _enum_names(enum_type: GraphQLEnumType) -> Mapping[Any, str] | None:
+    """Each member of the Python enum behind a Strawberry enum, with its GraphQL name,
+    as the type's own coercion names it."""
+    wrapped = getattr(enum_type, "wrapped_cls", None)
+    if not (isinstance(wrapped, type) and issubclass(wrapped, Enum)):
+        return None
+    names: dict[Any, str] = {}
+    for member in wrapped:
+        try:
+            names[member] = enum_type.coerce_output_value(member)
+        except Exception:  # noqa: S112 - a member it refuses stays on the general path
+            continue
+    return names
+
+
+def _leaf_step(
+    parent_type: GraphQLObjectType, response_name: str, field_details_list: FieldDetailsList
+) -> LeafStep | None:
+    nodes = [details.node for details in field_details_list]
+    field_name = nodes[0].name.value
+    if field_name == "__typename":
+        return (response_name, None, True, parent_type.name, None, str)
+    field_def = parent_type.fields.get(field_name)
+    if field_def is None or field_def.args or any(node.arguments for node in nodes):
+        return None
+    if any(node.selection_set for node in nodes):
+        return None
+    definition = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    # Strawberry marks the resolver of a field with no resolver, permission or
+    # extension (a plain attribute read) with ``_is_default``.
+    if not (
+        isinstance(definition, StrawberryField)
+        and getattr(field_def.resolve, "_is_default", False)
+        and definition.default_resolver is getattr
+    ):
+        return None
+    return_type: GraphQLOutputType = field_def.type
+    non_null = isinstance(return_type, GraphQLNonNull)
+    leaf = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+    if isinstance(leaf, GraphQLScalarType):
+        coerce = leaf.coerce_output_value
+        return (
+            response_name,
+            definition.python_name,
+            non_null,
+            _PASSTHROUGH.get(leaf),
+            None,
+            coerce,
+        )
+    if isinstance(leaf, GraphQLEnumType):
+        return (
+            response_name,
+            definition.python_name,
+            non_null,
+            None,
+            _enum_names(leaf),
+            leaf.coerce_output_value,
+        )
+    return None
+
+
+def build_leaf_plan(
+    parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+) -> LeafPlan | None:
+    if parent_type.is_type_of is not None:
+        return None
+    steps = []
+    for response_name, field_details_list in grouped_field_set.items():
+        if any(details.defer_usage is not None for details in field_details_list):
+            return None
+        step = _leaf_step(parent_type, response_name, field_details_list)
+        if step is None:
+            return None
+        steps.append(step)
+    return LeafPlan(steps)
+
+
+class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
+    """Strawberry's executor, completing plain-leaf objects and lists of them in one pass."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # id(grouped field set) -> (the set, kept alive so its id stays unique; plan).
+        self._leaf_plans: dict[int, tuple[GroupedFieldSet, LeafPlan | None]] = {}
+        manager = self.middleware_manager
+        # Middleware (tracing, for one) must see every field: no shortcut then.
+        self._shortcut = manager is None or not manager.middlewares
+
+    def _plan(
+        self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    ) -> LeafPlan | None:
+        cached = self._leaf_plans.get(id(grouped_field_set))
+        if cached is not None:
+            return cached[1]
+        plan = build_leaf_plan(parent_type, grouped_field_set)
+        self._leaf_plans[id(grouped_field_set)] = (grouped_field_set, plan)
+        return plan
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        grouped_field_set: GroupedFieldSet,
+        position_context: Any,
+    ) -> Any:
+        if self._shortcut and position_context is None:
+            plan = self._plan(parent_type, grouped_field_set)
+            if plan is not None:
+                completed = plan.complete(source_value)
+                if completed is not None:
+                    return completed
+        return super().execute_fields(
+            parent_type, source_value, path, grouped_field_set, position_context
+        )
+
+    def complete_iterable_value(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        items: Iterable[Any],
+        position_context: Any,
+    ) -> Any:
+        completed = self._complete_leaf_list(item_type, field_details_list, items, position_context)
+        if completed is not None:
+            return completed
+        return super().complete_iterable_value(
+            item_type, field_details_list, info, path, items, position_context
+        )
+
+    def _complete_leaf_list(
+        self,
+        item_type: GraphQLOutputType,
+        field_details_list: FieldDetailsList,
+        items: Iterable[Any],
+        position_context: Any,
+    ) -> list[Any] | None:
+        """A list of non-null plain-leaf objects in one pass, or None for graphql-core."""
+        if not (
+            self._shortcut
+            and position_context is None
+            and isinstance(items, list | tuple)
+            and isinstance(item_type, GraphQLNonNull)
+            and isinstance(item_type.of_type, GraphQLObjectType)
+        ):
+            return None
+        # A list under @stream is delivered in parts: graphql-core's business.
+        if any(
+            directive.name.value == "stream"
+            for details in field_details_list
+            for directive in details.node.directives or ()
+        ):
+            return None
+        object_type = item_type.of_type
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(
+            object_type, field_details_list
+        )
+        if new_defer_usages:
+            return None
+        plan = self._plan(object_type, grouped_field_set)
+        if plan is None:
+            return None
+        complete = plan.complete
+        results = []
+        for item in items:
+            result = complete(item) if item is not None else None
+            if result is None:
+                return None
+            results.append(result)
+        return results
+
+
+__all__ = ["GatewayExecutor", "LeafPlan", "build_leaf_plan"]

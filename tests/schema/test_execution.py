@@ -1,0 +1,196 @@
+"""The executor's shortcut for plain-leaf objects answers exactly what graphql-core would.
+
+Each case runs one operation twice, through Strawberry's stock executor and through
+``GatewayExecutor``, over the same objects, and compares data and errors (messages,
+locations and paths). Hypothesis draws the objects, wrong values included: nulls in
+non-null fields, integers out of range, values a scalar or enum refuses.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import strawberry
+from graphql.execution.executor import Executor
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
+from schema.build import build_schema
+from schema.execution import GatewayExecutor
+from schema.scalars import SCALAR_MAP
+
+
+@strawberry.enum
+class Kind(enum.Enum):
+    PRIMARY = 1
+    ATTACHED = 2
+
+
+@strawberry.type
+class Item:
+    id: strawberry.ID
+    label: str
+    name: str | None
+    count: int | None
+    flag: bool | None
+    ratio: float | None
+    kind: Kind | None
+    when: datetime | None
+
+    @strawberry.field
+    def shout(self) -> str | None:
+        return self.name.upper() if isinstance(self.name, str) else None
+
+    @strawberry.field
+    async def later(self) -> int | None:
+        return self.count if isinstance(self.count, int) else None
+
+
+@strawberry.type
+class Query:
+    items: list[Item]
+    maybe_items: list[Item | None]
+    first: Item | None
+
+
+def make_schema(executor: type[StrawberryGraphQLCoreExecutionContext]) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=Query,
+        execution_context_class=executor,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    )
+
+
+STOCK = make_schema(StrawberryGraphQLCoreExecutionContext)
+SHORTCUT = make_schema(GatewayExecutor)
+
+ALL = "id label name count flag ratio kind when"
+OPERATIONS = [
+    f"{{ items {{ {ALL} }} }}",
+    f"{{ items {{ __typename a: id b: id {ALL} }} first {{ {ALL} }} }}",
+    f"{{ maybeItems {{ {ALL} }} }}",
+    "{ items { id ...F name @include(if: false) count @skip(if: false) } } fragment F on Item { label kind }",
+    "{ items { ... on Item { id when } ... on Item { id flag } } }",
+    f"{{ items {{ {ALL} shout }} }}",
+    f"{{ items {{ {ALL} later }} maybeItems {{ id later }} }}",
+    "{ items { label } maybeItems { label } first { label } }",
+]
+
+ITEMS = st.builds(
+    Item,
+    id=st.one_of(st.text(max_size=4), st.integers(-5, 5), st.none(), st.just(1.5)),
+    label=st.one_of(st.text(max_size=3), st.none(), st.booleans(), st.integers(-3, 3)),
+    name=st.one_of(st.none(), st.text(max_size=3), st.just(object())),
+    count=st.one_of(
+        st.none(), st.integers(-(2**33), 2**33), st.booleans(), st.just(2.5), st.just("7")
+    ),
+    flag=st.one_of(st.none(), st.booleans(), st.integers(-1, 1), st.just("yes")),
+    ratio=st.one_of(st.none(), st.floats(allow_nan=True), st.integers(-3, 3)),
+    kind=st.one_of(st.none(), st.sampled_from(Kind), st.just("PRIMARY"), st.just(7)),
+    when=st.one_of(
+        st.none(),
+        st.datetimes(timezones=st.just(UTC)),
+        st.just("2024-01-01T00:00:00Z"),
+    ),
+)
+
+
+async def both(operation: str, root: Query) -> tuple[dict[str, Any], dict[str, Any]]:
+    answers = []
+    for schema in (STOCK, SHORTCUT):
+        result = await schema.execute(operation, root_value=root)
+        answers.append(
+            {"data": result.data, "errors": [error.formatted for error in result.errors or []]}
+        )
+    return answers[0], answers[1]
+
+
+@pytest.mark.parametrize("operation", OPERATIONS)
+@settings(max_examples=60, deadline=None)
+@given(
+    items=st.lists(ITEMS, max_size=4),
+    maybe=st.lists(st.one_of(st.none(), ITEMS), max_size=3),
+    first=st.one_of(st.none(), ITEMS),
+)
+async def test_shortcut_answers_what_graphql_core_answers(
+    operation: str, items: list[Item], maybe: list[Item | None], first: Item | None
+) -> None:
+    stock, shortcut = await both(operation, Query(items=items, maybe_items=maybe, first=first))
+    assert shortcut == stock
+
+
+def plain_item(index: int) -> Item:
+    return Item(
+        id=strawberry.ID(str(index)),
+        label=f"item {index}",
+        name=None,
+        count=index,
+        flag=index % 2 == 0,
+        ratio=index / 3,
+        kind=Kind.PRIMARY,
+        when=datetime(2024, 1, 1, tzinfo=UTC),
+    )
+
+
+async def test_a_null_in_a_non_null_field_is_reported_as_graphql_core_reports_it() -> None:
+    items = [plain_item(0), plain_item(1)]
+    items[1].label = None  # type: ignore[assignment]
+    stock, shortcut = await both(
+        "{ items { id label } }", Query(items=items, maybe_items=[], first=None)
+    )
+    assert shortcut == stock
+    assert shortcut["data"] is None
+    assert shortcut["errors"][0]["message"] == (
+        "Cannot return null for non-nullable field Item.label."
+    )
+    assert shortcut["errors"][0]["path"] == ["items", 1, "label"]
+
+
+class ExecuteFieldCounter:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls = 0
+        original = Executor.execute_field
+
+        def counting(executor: Executor, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            return original(executor, *args, **kwargs)
+
+        monkeypatch.setattr(Executor, "execute_field", counting)
+
+
+async def test_plain_leaves_skip_graphql_cores_per_field_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hundred objects of eight plain leaves: graphql-core resolves only the root field."""
+    counter = ExecuteFieldCounter(monkeypatch)
+    root = Query(items=[plain_item(i) for i in range(100)], maybe_items=[], first=None)
+    result = await SHORTCUT.execute(f"{{ items {{ {ALL} }} }}", root_value=root)
+    assert result.errors is None
+    assert result.data is not None
+    assert len(result.data["items"]) == 100
+    assert result.data["items"][3]["when"] == "2024-01-01T00:00:00Z"
+    assert result.data["items"][3]["kind"] == "PRIMARY"
+    assert counter.calls == 1
+
+    counter.calls = 0
+    await STOCK.execute(f"{{ items {{ {ALL} }} }}", root_value=root)
+    assert counter.calls == 1 + 100 * 8
+
+
+async def test_a_field_with_a_resolver_keeps_the_whole_object_on_graphql_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counter = ExecuteFieldCounter(monkeypatch)
+    root = Query(items=[plain_item(i) for i in range(10)], maybe_items=[], first=None)
+    result = await SHORTCUT.execute("{ items { id shout } }", root_value=root)
+    assert result.errors is None
+    assert counter.calls == 1 + 10 * 2
+
+
+def test_the_gateway_schema_uses_the_shortcut() -> None:
+    assert build_schema().execution_context_class is GatewayExecutor
