@@ -70,6 +70,8 @@ class UpstreamClient(Generic[Qx, P]):
         self.settings = settings
         self.endpoint = endpoint
         self._http = http
+        # Joined to the base URL once: httpx would parse and quote it again on every call.
+        self._url = http.build_request("POST", endpoint.path).url
         self._cache = cache
         self.guard = guard
 
@@ -119,7 +121,7 @@ class UpstreamClient(Generic[Qx, P]):
         try:
             try:
                 response = await self._http.post(
-                    endpoint.path,
+                    self._url,
                     content=orjson.dumps(endpoint.body(query)),
                     headers={"Content-Type": "application/json", "X-Auth-Token": caller.token},
                     timeout=timeout,

@@ -16,9 +16,9 @@ attribute has no side effects, so computing it twice is harmless.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from enum import Enum
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
     GraphQLBoolean,
@@ -53,13 +53,36 @@ LeafStep = tuple[str, str | None, bool, Any, Mapping[Any, str] | None, Callable[
 
 
 class LeafPlan:
-    """How to complete one object type under one selection, when every selected
-    field is a plain leaf."""
+    """How to complete one object type under one selection: its plain leaves by the
+    steps, and the rest (``others``: fields with resolvers or selections, or None
+    when there are none) by graphql-core."""
 
-    __slots__ = ("steps",)
+    __slots__ = ("order", "others", "others_last", "steps")
 
-    def __init__(self, steps: list[LeafStep]) -> None:
+    def __init__(
+        self, steps: list[LeafStep], others: GroupedFieldSet | None, order: list[str]
+    ) -> None:
         self.steps = steps
+        self.others = others
+        self.order = order
+        plain = {step[0] for step in steps}
+        # Usually the leaves come first in a selection, and a plain update keeps the order.
+        self.others_last = all(
+            name not in plain for name in order[len(order) - len(others or ()) :]
+        )
+
+    def merge(self, leaves: dict[str, Any], others: dict[str, Any]) -> dict[str, Any]:
+        """Both halves of an object's result, in the order the selection asked for."""
+        if self.others_last:
+            leaves.update(others)
+            return leaves
+        merged = {}
+        for name in self.order:
+            if name in leaves:
+                merged[name] = leaves[name]
+            elif name in others:
+                merged[name] = others[name]
+        return merged
 
     def complete(self, source: Any) -> dict[str, Any] | None:
         """The object's result, or None where graphql-core must decide."""
@@ -158,17 +181,22 @@ def _leaf_step(
 def build_leaf_plan(
     parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
 ) -> LeafPlan | None:
+    """The plan for one selection, or None when it has no plain leaf (or uses @defer)."""
     if parent_type.is_type_of is not None:
         return None
     steps = []
+    others: GroupedFieldSet = {}
     for response_name, field_details_list in grouped_field_set.items():
         if any(details.defer_usage is not None for details in field_details_list):
             return None
         step = _leaf_step(parent_type, response_name, field_details_list)
         if step is None:
-            return None
-        steps.append(step)
-    return LeafPlan(steps)
+            others[response_name] = field_details_list
+        else:
+            steps.append(step)
+    if not steps:
+        return None
+    return LeafPlan(steps, others or None, list(grouped_field_set))
 
 
 class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -203,12 +231,38 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         if self._shortcut and position_context is None:
             plan = self._plan(parent_type, grouped_field_set)
             if plan is not None:
-                completed = plan.complete(source_value)
-                if completed is not None:
-                    return completed
+                leaves = plan.complete(source_value)
+                if leaves is not None:
+                    if plan.others is None:
+                        return leaves
+                    return self._with_others(
+                        plan, leaves, parent_type, source_value, path, position_context
+                    )
         return super().execute_fields(
             parent_type, source_value, path, grouped_field_set, position_context
         )
+
+    def _with_others(
+        self,
+        plan: LeafPlan,
+        leaves: dict[str, Any],
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Path | None,
+        position_context: Any,
+    ) -> Any:
+        """The fields that are not plain leaves, by graphql-core, joined to the leaves."""
+        assert plan.others is not None
+        others = super().execute_fields(
+            parent_type, source_value, path, plan.others, position_context
+        )
+        if not self.is_awaitable(others):
+            return plan.merge(leaves, cast("dict[str, Any]", others))
+
+        async def merged(pending: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+            return plan.merge(leaves, await pending)
+
+        return merged(others)
 
     def complete_iterable_value(
         self,
@@ -256,7 +310,7 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         if new_defer_usages:
             return None
         plan = self._plan(object_type, grouped_field_set)
-        if plan is None:
+        if plan is None or plan.others is not None:
             return None
         complete = plan.complete
         results = []

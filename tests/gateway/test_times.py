@@ -99,3 +99,25 @@ def test_client_time_never_raises_anything_but_value_error(value: object) -> Non
         return
     assert moment.tzinfo is not None
     assert moment.utcoffset() == timedelta(0)
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)))
+def test_cbc_time_reads_every_documented_time_as_strptime_does(moment: datetime) -> None:
+    text = moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment.year >= 1000 else None
+    if text is None:  # strftime does not pad years below 1000 everywhere
+        text = f"{moment.year:04d}" + moment.strftime("-%m-%dT%H:%M:%SZ")
+    expected = datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    assert parse_cbc_time(text) == expected
+    assert parse_cbc_time(text).tzinfo is UTC
+
+
+@pytest.mark.parametrize(
+    "value", ["2023-02-30T00:00:00Z", "2023-13-01T00:00:00Z", "2023-01-01T24:00:00Z"]
+)
+def test_cbc_time_refuses_impossible_dates(value: str) -> None:
+    with pytest.raises(ValueError):
+        parse_cbc_time(value)
+
+
+def test_cbc_time_still_reads_unpadded_fields() -> None:
+    assert parse_cbc_time("2023-3-5T8:07:04Z") == datetime(2023, 3, 5, 8, 7, 4, tzinfo=UTC)
