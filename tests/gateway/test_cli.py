@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -15,7 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.cli import main
+from gateway.cli import main, tune_garbage_collector
+from gateway.config import ServerSettings
 from schema.build import SCHEMA_FILE
 from tests.support.redis_server import free_port
 
@@ -142,3 +144,28 @@ def test_sigterm_drains_readiness_then_lets_in_flight_requests_finish(
     assert request_line["operation"] == "Slow"
     assert request_line["status"] == 200 and request_line["upstream_calls"] == 1
     assert any(line["message"].startswith("draining") for line in lines)
+
+
+@pytest.fixture
+def restore_garbage_collector() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+    gc.enable()
+
+
+@pytest.mark.usefixtures("restore_garbage_collector")
+def test_serving_freezes_what_startup_made_and_collects_young_objects_less_often() -> None:
+    startup_object: list[object] = []  # a list is always tracked by the collector
+    tune_garbage_collector(ServerSettings(gc_threshold=12_345))
+    assert gc.get_threshold()[0] == 12_345
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0
+    assert not any(o is startup_object for o in gc.get_objects())  # frozen: not walked
+
+
+@pytest.mark.usefixtures("restore_garbage_collector")
+def test_a_zero_threshold_turns_the_collector_off() -> None:
+    tune_garbage_collector(ServerSettings(gc_threshold=0))
+    assert not gc.isenabled()

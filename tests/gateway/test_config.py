@@ -27,6 +27,7 @@ def test_every_variable_is_read() -> None:
         "GATEWAY_CORS_ORIGINS": "https://a.example, https://b.example",
         "GATEWAY_PORT": "9000",
         "GATEWAY_ALLOW_BATCHING": "true",
+        "GATEWAY_GC_THRESHOLD": "20000",
     }
     settings = Settings.from_env(env)
     assert settings.profile == "development" and settings.graphiql_enabled
@@ -38,6 +39,7 @@ def test_every_variable_is_read() -> None:
     assert settings.limits.max_depth == 7 and settings.limits.allow_batching
     assert settings.server.cors_origins == ("https://a.example", "https://b.example")
     assert settings.server.port == 9000
+    assert settings.server.gc_threshold == 20000
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -48,6 +50,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "GATEWAY_OMA_MAX_RETRIES": "-1",
         "GATEWAY_CACHE_URL": "memcached://x",
         "GATEWAY_ALLOW_BATCHING": "perhaps",
+        "GATEWAY_GC_THRESHOLD": "-5",
     }
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
@@ -59,9 +62,10 @@ def test_every_problem_is_reported_at_once() -> None:
         "GATEWAY_OMA_MAX_RETRIES",
         "GATEWAY_CACHE_URL",
         "GATEWAY_ALLOW_BATCHING",
+        "GATEWAY_GC_THRESHOLD",
     ):
         assert name in text
-    assert len(caught.value.problems) == 6
+    assert len(caught.value.problems) == 7
 
 
 def test_upstream_variables_are_documented() -> None:
