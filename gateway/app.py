@@ -116,6 +116,10 @@ def create_app(gateway: Gateway) -> Starlette:
         except HTTPException as exc:
             # Transport-level refusals (bad JSON, content type, GET mutation, batches).
             return PlainTextResponse(exc.reason, status_code=exc.status_code)
+        finally:
+            context: GatewayContext | None = getattr(request.state, "graphql_context", None)
+            if context is not None:
+                context.close()
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})

@@ -10,7 +10,7 @@ import httpx
 from gateway.cache import PageCache
 from gateway.cbc import RESOURCES_QUERY, CbcClient, ResourcePage, ResourceQuery
 from gateway.config import Settings, UpstreamSettings
-from gateway.http import build_http_client
+from gateway.http import UpstreamHttp
 from gateway.oma import QUERY_RESOURCE, OmaClient, SubscriptionPage, SubscriptionQuery
 from gateway.resilience import RateLimiter, UpstreamGuard
 from gateway.upstream import UpstreamClient
@@ -21,14 +21,14 @@ class Upstreams:
     oma: OmaClient
     cbc: CbcClient
     guards: Mapping[str, UpstreamGuard]
-    http_clients: tuple[httpx.AsyncClient, ...]
+    http: tuple[UpstreamHttp, ...]
 
     def breaker_states(self) -> dict[str, str]:
         return {name: guard.breaker.state for name, guard in self.guards.items()}
 
     async def aclose(self) -> None:
-        for client in self.http_clients:
-            await client.aclose()
+        for http in self.http:
+            await http.aclose()
 
 
 def build_upstreams(
@@ -42,8 +42,8 @@ def build_upstreams(
     transports = transports or {}
     rate_limiters = rate_limiters or {}
 
-    def parts(upstream: UpstreamSettings) -> tuple[httpx.AsyncClient, UpstreamGuard]:
-        http = build_http_client(upstream, transports.get(upstream.name))
+    def parts(upstream: UpstreamSettings) -> tuple[UpstreamHttp, UpstreamGuard]:
+        http = UpstreamHttp(upstream, transports.get(upstream.name))
         guard = UpstreamGuard(upstream, rate_limiter=rate_limiters.get(upstream.name))
         return http, guard
 
@@ -59,5 +59,5 @@ def build_upstreams(
         oma=OmaClient(oma),
         cbc=CbcClient(cbc),
         guards={"oma": oma_guard, "cbc": cbc_guard},
-        http_clients=(oma_http, cbc_http),
+        http=(oma_http, cbc_http),
     )

@@ -22,6 +22,7 @@ from gateway.cache import CacheKey, Codec, PageCache
 from gateway.caller import Caller
 from gateway.config import UpstreamSettings
 from gateway.errors import ErrorKind, UpstreamError
+from gateway.http import HttpAnswer, UpstreamHttp
 from gateway.metrics import UPSTREAM_CALLS, UPSTREAM_LATENCY
 from gateway.resilience import UpstreamGuard
 
@@ -63,15 +64,14 @@ class UpstreamClient(Generic[Qx, P]):
         self,
         settings: UpstreamSettings,
         endpoint: Endpoint[Qx, P],
-        http: httpx.AsyncClient,
+        http: UpstreamHttp,
         cache: PageCache,
         guard: UpstreamGuard,
     ) -> None:
         self.settings = settings
         self.endpoint = endpoint
         self._http = http
-        # Joined to the base URL once: httpx would parse and quote it again on every call.
-        self._url = http.build_request("POST", endpoint.path).url
+        self._url = http.url(endpoint.path)
         self._cache = cache
         self.guard = guard
 
@@ -120,11 +120,8 @@ class UpstreamClient(Generic[Qx, P]):
         outcome = "error"
         try:
             try:
-                response = await self._http.post(
-                    self._url,
-                    content=orjson.dumps(endpoint.body(query)),
-                    headers={"Content-Type": "application/json", "X-Auth-Token": caller.token},
-                    timeout=timeout,
+                answer = await self._http.post_json(
+                    self._url, orjson.dumps(endpoint.body(query)), caller.token, timeout
                 )
             except httpx.TimeoutException as exc:
                 # aiohttp reports a dropped connection as a connect timeout; only a
@@ -134,8 +131,8 @@ class UpstreamClient(Generic[Qx, P]):
                 raise UpstreamError(ErrorKind.TIMEOUT, name, "upstream timed out") from None
             except httpx.HTTPError as exc:
                 raise _unavailable(name, f"connection failed ({type(exc).__name__})") from None
-            payload = _decode_json(name, response)
-            page = endpoint.parse(response.status_code, response.headers, payload)
+            payload = _decode_json(name, answer)
+            page = endpoint.parse(answer.status, answer.headers, payload)
             outcome = "ok"
             return page
         except UpstreamError as exc:
@@ -164,22 +161,22 @@ def _unavailable(upstream: str, message: str) -> UpstreamError:
     return UpstreamError(ErrorKind.UNAVAILABLE, upstream, message)
 
 
-def _decode_json(upstream: str, response: httpx.Response) -> Any:
+def _decode_json(upstream: str, answer: HttpAnswer) -> Any:
     """The body as JSON, or ``None`` for an empty body; anything else is a bad response
     unless the status already says what went wrong."""
-    content = response.content
+    content = answer.content
     if not content.strip():
         return None
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
-        if response.status_code >= 500:
+        if answer.status >= 500:
             return None  # an HTML error page from a proxy: the status tells enough
         raise UpstreamError(
             ErrorKind.BAD_RESPONSE,
             upstream,
             "upstream answered with a body that is not JSON",
-            status=response.status_code,
+            status=answer.status,
         ) from None
 
 

@@ -60,6 +60,15 @@ class GatewayContext:
         self._callers[upstream] = caller
         return caller
 
+    def close(self) -> None:
+        """Let go of what the request loaded, at its end. The loaders hold this context
+        (through ``caller``), a cycle only the garbage collector would otherwise free,
+        and with it every record of the request."""
+        if self._loaders is not None:
+            self._loaders.clear()
+            self._loaders = None
+        self._callers.clear()
+
     @property
     def loaders(self) -> Loaders:
         if self._loaders is None:

@@ -7,6 +7,7 @@ one caller can reach another.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,56 +35,65 @@ class OrderResourcesKey:
 
 class Loaders:
     def __init__(self, upstreams: Upstreams, caller: Callable[[str], Caller]) -> None:
-        self._upstreams = upstreams
-        self._caller = caller
+        # The load functions are partials, not bound methods: a loader holding its Loaders
+        # would make a cycle, and everything the request loaded would wait for the
+        # garbage collector instead of going when the request does.
         # One loader answers resource(), resourcesByIds, parent and attachedResources:
         # CBC with resource_ids and only_main_resource 0 returns the named resources
         # and their attached ones, so one call of 50 ids serves all four.
         # Batches of at most 50 ids (the API's limit) run concurrently, and a failed
         # batch fails only its own keys.
         self.resource_family: DataLoader[str, ResourceFamily] = DataLoader(
-            load_fn=self._load_families, max_batch_size=MAX_RESOURCE_IDS
+            load_fn=functools.partial(load_resource_families, upstreams, caller),
+            max_batch_size=MAX_RESOURCE_IDS,
         )
         self.order_resources: DataLoader[OrderResourcesKey, tuple[ResourceRecord, ...]] = (
-            DataLoader(load_fn=self._load_order_resources)
+            DataLoader(load_fn=functools.partial(load_order_resources, upstreams, caller))
         )
 
-    async def _load_families(self, resource_ids: list[str]) -> list[ResourceFamily]:
-        caller = self._caller("cbc")
-        answers = await self._upstreams.cbc.fetch_resources_by_ids(
-            caller, resource_ids, only_main_resource=False
-        )
-        by_id: dict[str, ResourceRecord] = {}
-        attached: dict[str, list[ResourceRecord]] = {}
-        for records in answers:
-            for record in records:
-                by_id.setdefault(record.resource_id, record)
-        for record in by_id.values():
-            if record.parent_resource_id and not record.is_main_resource:
-                attached.setdefault(record.parent_resource_id, []).append(record)
-        return [
-            ResourceFamily(record=by_id.get(rid), attached=tuple(attached.get(rid, ())))
-            for rid in resource_ids
-        ]
+    def clear(self) -> None:
+        self.resource_family.clear_all()
+        self.order_resources.clear_all()
 
-    async def _load_order_resources(
-        self, keys: list[OrderResourcesKey]
-    ) -> list[tuple[ResourceRecord, ...] | BaseException]:
-        caller = self._caller("cbc")
-        # The API takes one order_id per call: one call per distinct order, all in
-        # flight together; a failed order fails only the subscriptions that asked for it.
-        pages = await asyncio.gather(
-            *(
-                self._upstreams.cbc.fetch_all_resources(
-                    caller,
-                    ResourceQuery(
-                        order_id=key.order_id,
-                        only_main_resource=key.only_main_resources,
-                        statuses=key.statuses,
-                    ),
-                )
-                for key in keys
-            ),
-            return_exceptions=True,
-        )
-        return [page if isinstance(page, BaseException) else page.records for page in pages]
+
+async def load_resource_families(
+    upstreams: Upstreams, caller: Callable[[str], Caller], resource_ids: list[str]
+) -> list[ResourceFamily]:
+    answers = await upstreams.cbc.fetch_resources_by_ids(
+        caller("cbc"), resource_ids, only_main_resource=False
+    )
+    by_id: dict[str, ResourceRecord] = {}
+    attached: dict[str, list[ResourceRecord]] = {}
+    for records in answers:
+        for record in records:
+            by_id.setdefault(record.resource_id, record)
+    for record in by_id.values():
+        if record.parent_resource_id and not record.is_main_resource:
+            attached.setdefault(record.parent_resource_id, []).append(record)
+    return [
+        ResourceFamily(record=by_id.get(rid), attached=tuple(attached.get(rid, ())))
+        for rid in resource_ids
+    ]
+
+
+async def load_order_resources(
+    upstreams: Upstreams, caller: Callable[[str], Caller], keys: list[OrderResourcesKey]
+) -> list[tuple[ResourceRecord, ...] | BaseException]:
+    cbc = caller("cbc")
+    # The API takes one order_id per call: one call per distinct order, all in
+    # flight together; a failed order fails only the subscriptions that asked for it.
+    pages = await asyncio.gather(
+        *(
+            upstreams.cbc.fetch_all_resources(
+                cbc,
+                ResourceQuery(
+                    order_id=key.order_id,
+                    only_main_resource=key.only_main_resources,
+                    statuses=key.statuses,
+                ),
+            )
+            for key in keys
+        ),
+        return_exceptions=True,
+    )
+    return [page if isinstance(page, BaseException) else page.records for page in pages]
