@@ -16,7 +16,7 @@ from typing import Any
 from gateway import cbc, oma, paging
 from gateway.cli import main
 from schema import context as schema_context
-from schema.loaders import Loaders
+from schema.loaders import load_order_resources, load_resource_families
 
 
 async def fetch_range_one_by_one(fetch: Any, offset: int, count: int, page_size: int) -> Any:
@@ -50,20 +50,22 @@ class OneAtATime:
 
 class NaiveLoaders:
     def __init__(self, upstreams: Any, caller: Any) -> None:
-        real = Loaders(upstreams, caller)
         lock = asyncio.Lock()
 
         async def family(resource_id: str) -> Any:
-            return (await real._load_families([resource_id]))[0]
+            return (await load_resource_families(upstreams, caller, [resource_id]))[0]
 
         async def order(key: Any) -> Any:
-            (answer,) = await real._load_order_resources([key])
+            (answer,) = await load_order_resources(upstreams, caller, [key])
             if isinstance(answer, BaseException):
                 raise answer
             return answer
 
         self.resource_family = OneAtATime(family, lock)
         self.order_resources = OneAtATime(order, lock)
+
+    def clear(self) -> None:
+        """Nothing is kept between keys."""
 
 
 def naive_loaders(self: Any) -> Any:
@@ -72,11 +74,12 @@ def naive_loaders(self: Any) -> Any:
     return self._loaders
 
 
-def install() -> None:
+def install(set_attribute: Callable[[object, str, Any], None] = setattr) -> None:
+    """Patch the gateway into its naive build (tests pass ``monkeypatch.setattr``)."""
     for module in (oma, cbc):
-        module.fetch_range = fetch_range_one_by_one  # type: ignore[attr-defined]
-        module.fetch_all = fetch_all_one_by_one  # type: ignore[attr-defined]
-    schema_context.GatewayContext.loaders = property(naive_loaders)  # type: ignore[assignment,method-assign]
+        set_attribute(module, "fetch_range", fetch_range_one_by_one)
+        set_attribute(module, "fetch_all", fetch_all_one_by_one)
+    set_attribute(schema_context.GatewayContext, "loaders", property(naive_loaders))
 
 
 if __name__ == "__main__":
