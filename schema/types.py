@@ -8,7 +8,7 @@ the request's loaders.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
@@ -28,7 +28,7 @@ from schema.enums import (
     resource_status_codes,
     subscription_status,
 )
-from schema.loaders import OrderResourcesKey
+from schema.loaders import Loaders, OrderResourcesKey
 
 AUTO_RENEW_POLICY = 3
 
@@ -96,24 +96,42 @@ class CloudResource:
             else None,
         )
 
-    @strawberry.field(description="The primary resource this one is attached to.")
-    async def parent(self, info: Info[GatewayContext, None]) -> CloudResource | None:
+    # parent and attachedResources answer at once when there is nothing to load (a
+    # primary has no parent, an attached resource no attachments) and hand back an
+    # awaitable only when there is: the executor then spends no coroutine and no task
+    # on the half of them that are known already.
+    @strawberry.field(
+        description="The primary resource this one is attached to.",
+        graphql_type="CloudResource | None",
+    )
+    def parent(
+        self, info: Info[GatewayContext, None]
+    ) -> CloudResource | Awaitable[CloudResource | None] | None:
         if not self.parent_resource_id or self.is_main_resource:
             return None
-        family = await info.context.loaders.resource_family.load(self.parent_resource_id)
-        return CloudResource.from_record(family.record) if family.record else None
+        return _load_parent(info.context.loaders, self.parent_resource_id)
 
     @strawberry.field(
         description="The resources attached to this primary one. "
-        "Null, with an error, when CBC fails."
+        "Null, with an error, when CBC fails.",
+        graphql_type="list[CloudResource] | None",
     )
-    async def attached_resources(
+    def attached_resources(
         self, info: Info[GatewayContext, None]
-    ) -> list[CloudResource] | None:
+    ) -> list[CloudResource] | Awaitable[list[CloudResource]]:
         if not self.is_main_resource:
             return []
-        family = await info.context.loaders.resource_family.load(self.resource_id)
-        return [CloudResource.from_record(record) for record in family.attached]
+        return _load_attached(info.context.loaders, self.resource_id)
+
+
+async def _load_parent(loaders: Loaders, parent_resource_id: str) -> CloudResource | None:
+    family = await loaders.resource_family.load(parent_resource_id)
+    return CloudResource.from_record(family.record) if family.record else None
+
+
+async def _load_attached(loaders: Loaders, resource_id: str) -> list[CloudResource]:
+    family = await loaders.resource_family.load(resource_id)
+    return [CloudResource.from_record(record) for record in family.attached]
 
 
 @strawberry.type(description="A business software mall subscription, as OMA stores it.")
