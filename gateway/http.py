@@ -25,6 +25,13 @@ from httpx_aiohttp import AiohttpTransport
 from gateway.config import UpstreamSettings
 
 USER_AGENT = "oma-cbc-gateway/0.1"
+# As bytes, so httpx has nothing to normalise or encode on each call.
+_HEADERS = (
+    (b"User-Agent", USER_AGENT.encode()),
+    (b"Accept", b"application/json"),
+    (b"Accept-Encoding", b"gzip, deflate"),
+    (b"Content-Type", b"application/json"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,13 +88,8 @@ class UpstreamHttp:
         request = httpx.Request(
             "POST",
             url,
-            headers={
-                "User-Agent": USER_AGENT,
-                "Accept": "application/json",
-                "Accept-Encoding": "gzip, deflate",
-                "Content-Type": "application/json",
-                "X-Auth-Token": token,
-            },
+            # Latin-1: the bytes the caller sent, as Starlette decoded them.
+            headers=[*_HEADERS, (b"X-Auth-Token", token.encode("latin-1"))],
             content=body,
             extensions={"timeout": timeouts.as_dict()},
         )

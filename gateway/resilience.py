@@ -120,6 +120,9 @@ class CircuitBreaker:
 
 
 class RateLimiter(Protocol):
+    rate: float
+    """Requests per second; 0 or less: no limit, and the guard skips the limiter."""
+
     async def acquire(self) -> float:
         """Wait for a slot; return the seconds waited, or raise ``UpstreamError`` with
         ``ErrorKind.THROTTLED`` at once when the wait would exceed the allowed maximum."""
@@ -261,6 +264,8 @@ class UpstreamGuard:
         return delay
 
     async def _wait_for_rate_limit(self, deadline: float) -> None:
+        if self.rate_limiter.rate <= 0:
+            return
         name = self.settings.name
         scope = asyncio.timeout(self._left(deadline))
         try:

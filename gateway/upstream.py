@@ -72,6 +72,9 @@ class UpstreamClient(Generic[Qx, P]):
         self.endpoint = endpoint
         self._http = http
         self._url = http.url(endpoint.path)
+        # Labelled metric children looked up once, not on every call.
+        self._latency = UPSTREAM_LATENCY.labels(endpoint.upstream, endpoint.name)
+        self._outcomes: dict[str, Any] = {}
         self._cache = cache
         self.guard = guard
 
@@ -144,8 +147,13 @@ class UpstreamClient(Generic[Qx, P]):
             raise
         finally:
             elapsed = time.perf_counter() - started
-            UPSTREAM_CALLS.labels(name, endpoint.name, outcome).inc()
-            UPSTREAM_LATENCY.labels(name, endpoint.name).observe(elapsed)
+            counter = self._outcomes.get(outcome)
+            if counter is None:
+                counter = self._outcomes[outcome] = UPSTREAM_CALLS.labels(
+                    name, endpoint.name, outcome
+                )
+            counter.inc()
+            self._latency.observe(elapsed)
             logger.debug(
                 "upstream call",
                 extra={

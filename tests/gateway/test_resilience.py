@@ -538,6 +538,8 @@ async def test_a_probe_refused_by_the_rate_limit_leaves_the_breaker_half_open() 
 
 async def test_rate_limit_waits_are_observed_with_any_limiter() -> None:
     class SlowLimiter:
+        rate = 1.0
+
         async def acquire(self) -> float:
             return 0.25
 
@@ -589,3 +591,17 @@ async def test_waiting_for_a_concurrency_slot_counts_against_the_deadline() -> N
     assert attempt.calls == []
     with pytest.raises(UpstreamError):
         await holder
+
+
+async def test_an_unlimited_limiter_is_not_consulted() -> None:
+    class Unlimited:
+        rate = 0.0
+        calls = 0
+
+        async def acquire(self) -> float:
+            Unlimited.calls += 1
+            return 0.0
+
+    upstream_guard = UpstreamGuard(settings(name="unlimited"), rate_limiter=Unlimited())
+    assert await upstream_guard.run(Script()) == "ok"
+    assert Unlimited.calls == 0
