@@ -35,6 +35,8 @@ def to_epoch_ms(moment: datetime) -> int:
 
 def parse_epoch_ms(value: object) -> datetime:
     """OMA's time fields: a number or a numeric string of epoch milliseconds."""
+    if type(value) is int:
+        return from_epoch_ms(value)
     if isinstance(value, bool):
         raise ValueError("a boolean is not a time")
     if isinstance(value, int):
