@@ -287,13 +287,14 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         items: Iterable[Any],
         position_context: Any,
     ) -> list[Any] | None:
-        """A list of non-null plain-leaf objects in one pass, or None for graphql-core."""
+        """A list of plain-leaf objects in one pass, or None for graphql-core."""
+        nullable = not isinstance(item_type, GraphQLNonNull)
+        object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
         if not (
             self._shortcut
             and position_context is None
             and isinstance(items, list | tuple)
-            and isinstance(item_type, GraphQLNonNull)
-            and isinstance(item_type.of_type, GraphQLObjectType)
+            and isinstance(object_type, GraphQLObjectType)
         ):
             return None
         # A list under @stream is delivered in parts: graphql-core's business.
@@ -303,7 +304,6 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
             for directive in details.node.directives or ()
         ):
             return None
-        object_type = item_type.of_type
         grouped_field_set, new_defer_usages, _ = self.collect_subfields(
             object_type, field_details_list
         )
@@ -313,9 +313,14 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         if plan is None or plan.others is not None:
             return None
         complete = plan.complete
-        results = []
+        results: list[dict[str, Any] | None] = []
         for item in items:
-            result = complete(item) if item is not None else None
+            if item is None or item is Undefined:
+                if not nullable:
+                    return None
+                results.append(None)
+                continue
+            result = None if isinstance(item, Exception) else complete(item)
             if result is None:
                 return None
             results.append(result)

@@ -203,3 +203,16 @@ async def test_only_fields_with_resolvers_go_through_graphql_core(
 
 def test_the_gateway_schema_uses_the_shortcut() -> None:
     assert build_schema().execution_context_class is GatewayExecutor
+
+
+async def test_a_list_with_null_items_takes_the_shortcut_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    counter = ExecuteFieldCounter(monkeypatch)
+    root = Query(items=[], maybe_items=[plain_item(0), None, plain_item(2)], first=None)
+    result = await SHORTCUT.execute("{ maybeItems { id label } }", root_value=root)
+    assert result.errors is None
+    assert result.data == {
+        "maybeItems": [{"id": "0", "label": "item 0"}, None, {"id": "2", "label": "item 2"}]
+    }
+    assert counter.calls == 1
