@@ -27,6 +27,7 @@ from bench.run import (
     TOKEN,
     cpu_seconds,
     free_port,
+    gateway_env,
     start_gateway,
     start_simulator,
     wait_up,
@@ -80,19 +81,10 @@ def main() -> int:
     sim = f"http://127.0.0.1:{sim_port}"
     ttl = "3600" if args.warm else "0"
     env = {
-        "GATEWAY_PROFILE": "production",
+        **gateway_env(sim),
         "GATEWAY_PORT": str(port),
-        "GATEWAY_OMA_BASE_URL": sim,
-        "GATEWAY_CBC_BASE_URL": sim,
-        "GATEWAY_OMA_RATE_LIMIT": "0",
-        "GATEWAY_CBC_RATE_LIMIT": "0",
-        "GATEWAY_OMA_MAX_CONCURRENCY": "128",
-        "GATEWAY_CBC_MAX_CONCURRENCY": "128",
         "GATEWAY_OMA_CACHE_TTL": ttl,
         "GATEWAY_CBC_CACHE_TTL": ttl,
-        "GATEWAY_MAX_COST": "1000",
-        "GATEWAY_LOG_LEVEL": "warning",
-        "GATEWAY_MAX_BODY_BYTES": "1048576",
     }
     simulator = start_simulator(sim_port, subscriptions=1200, latency=args.latency)
     gateway = start_gateway(env)

@@ -106,6 +106,23 @@ def start_simulator(
     )
 
 
+def gateway_env(sim: str) -> dict[str, str]:
+    """The settings every benchmarked gateway shares: the simulator for both upstreams, the
+    rate limit off, room for the scenarios' fan-out and size."""
+    return {
+        "GATEWAY_PROFILE": "production",
+        "GATEWAY_OMA_BASE_URL": sim,
+        "GATEWAY_CBC_BASE_URL": sim,
+        "GATEWAY_OMA_RATE_LIMIT": "0",
+        "GATEWAY_CBC_RATE_LIMIT": "0",
+        "GATEWAY_OMA_MAX_CONCURRENCY": "128",
+        "GATEWAY_CBC_MAX_CONCURRENCY": "128",
+        "GATEWAY_MAX_COST": "1000",
+        "GATEWAY_LOG_LEVEL": "warning",
+        "GATEWAY_MAX_BODY_BYTES": "1048576",
+    }
+
+
 def start_gateway(env: dict[str, str], module: str = "gateway.cli") -> subprocess.Popen[bytes]:
     """``gateway serve`` (or a build of it, such as ``bench.naive``) pinned to core 0."""
     command = [sys.executable, "-m", module] + (["serve"] if module == "gateway.cli" else [])
@@ -323,18 +340,7 @@ def main() -> int:
 
     sim_port, cold_port, warm_port, naive_port = (free_port() for _ in range(4))
     sim = f"http://127.0.0.1:{sim_port}"
-    common = {
-        "GATEWAY_PROFILE": "production",
-        "GATEWAY_OMA_BASE_URL": sim,
-        "GATEWAY_CBC_BASE_URL": sim,
-        "GATEWAY_OMA_RATE_LIMIT": "0",
-        "GATEWAY_CBC_RATE_LIMIT": "0",
-        "GATEWAY_OMA_MAX_CONCURRENCY": "128",
-        "GATEWAY_CBC_MAX_CONCURRENCY": "128",
-        "GATEWAY_MAX_COST": "1000",
-        "GATEWAY_LOG_LEVEL": "warning",
-        "GATEWAY_MAX_BODY_BYTES": "1048576",
-    }
+    common = gateway_env(sim)
     no_cache = {"GATEWAY_OMA_CACHE_TTL": "0", "GATEWAY_CBC_CACHE_TTL": "0"}
     processes = {
         "simulator": start_simulator(sim_port, subscriptions=1200, latency=args.latency),
