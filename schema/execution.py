@@ -17,6 +17,7 @@ attribute has no side effects, so computing it twice is harmless.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
+from datetime import datetime
 from enum import Enum
 from typing import Any, cast
 
@@ -101,7 +102,7 @@ class LeafPlan:
                     result[name] = value
                 elif names is not None and value in names:
                     result[name] = names[value]
-                elif isinstance(value, Exception) or not _is_plain(value):
+                elif type(value) not in _PLAIN_TYPES and not _is_plain(value):
                     return None
                 else:
                     coerced = coerce(value)
@@ -113,8 +114,13 @@ class LeafPlan:
         return result
 
 
+# Types whose values need no check before coercion (the scalar may still refuse them).
+_PLAIN_TYPES = frozenset({int, float, str, bool, datetime})
+
+
 def _is_plain(value: Any) -> bool:
-    return not (hasattr(value, "__await__") or value is Undefined)
+    """Not an error, an awaitable or Undefined: those are graphql-core's to handle."""
+    return not (isinstance(value, Exception) or hasattr(value, "__await__") or value is Undefined)
 
 
 def _enum_names(enum_type: GraphQLEnumType) -> Mapping[Any, str] | None:
@@ -122,6 +128,10 @@ def _enum_names(enum_type: GraphQLEnumType) -> Mapping[Any, str] | None:
     as the type's own coercion names it."""
     wrapped = getattr(enum_type, "wrapped_cls", None)
     if not (isinstance(wrapped, type) and issubclass(wrapped, Enum)):
+        return None
+    if issubclass(wrapped, int | str):
+        # IntEnum and StrEnum members equal plain values (and other enums' members):
+        # a lookup by equality could name a value the type's own coercion would not.
         return None
     names: dict[Any, str] = {}
     for member in wrapped:
