@@ -18,7 +18,10 @@ from tests.support.helpers import settings_for_tests
 from tests.support.redis_server import RedisServer
 
 QUERY = {"query": "{ subscriptions(first: 5) { totalCount nodes { id } } }"}
-CACHE_TIMEOUT = 0.1
+# Above the 100 ms default: with the whole suite running on two cores, forty concurrent
+# callers sometimes waited longer than that on a healthy Redis, and a timeout (correctly)
+# sends a caller to the upstream. Still well under the 1 s each answer is held to below.
+CACHE_TIMEOUT = 0.25
 
 
 @pytest.fixture
@@ -57,6 +60,7 @@ async def test_every_request_answers_while_redis_fails_and_the_cache_returns_aft
         transport=httpx.ASGITransport(app=app), base_url="http://gateway"
     ) as http:
         await burst(http, tokens)  # warm: 8 pages in Redis
+        await burst(http, tokens)  # and a connection pool sized for the burst
         simulator.reset()
         await burst(http, tokens)
         assert simulator.counts() == {}  # all from Redis
