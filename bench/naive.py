@@ -64,9 +64,6 @@ class NaiveLoaders:
         self.resource_family = OneAtATime(family, lock)
         self.order_resources = OneAtATime(order, lock)
 
-    def clear(self) -> None:
-        """Nothing is kept between keys."""
-
 
 def naive_loaders(self: Any) -> Any:
     if self._loaders is None:

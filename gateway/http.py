@@ -43,27 +43,23 @@ class HttpAnswer:
     content: bytes
 
 
+KEEPALIVE_SECONDS = 5.0  # httpx's default keep-alive expiry
+
+
 def build_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
-    limits = httpx.Limits(
-        max_connections=settings.max_concurrency,
-        max_keepalive_connections=settings.max_concurrency,
-    )
     # trust_env=False: proxies and certificates come from configuration, not ambient variables.
     ssl_context = httpx.create_ssl_context(trust_env=False)
 
     def session() -> aiohttp.ClientSession:
         # Made lazily, inside the running loop, as aiohttp requires. The transport's
-        # own default session would keep cookies across callers.
+        # own default session would keep cookies across callers. The pool is the
+        # session's: the transport's own limits apply only to a session it makes.
         connector = aiohttp.TCPConnector(
-            limit=settings.max_concurrency,
-            keepalive_timeout=limits.keepalive_expiry or 5.0,
-            ssl=ssl_context,
+            limit=settings.max_concurrency, keepalive_timeout=KEEPALIVE_SECONDS, ssl=ssl_context
         )
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
 
-    transport: httpx.AsyncBaseTransport = AiohttpTransport(
-        limits=limits, trust_env=False, client=session
-    )
+    transport: httpx.AsyncBaseTransport = AiohttpTransport(trust_env=False, client=session)
     return transport
 
 

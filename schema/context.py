@@ -64,9 +64,7 @@ class GatewayContext:
         """Let go of what the request loaded, at its end. The loaders hold this context
         (through ``caller``), a cycle only the garbage collector would otherwise free,
         and with it every record of the request."""
-        if self._loaders is not None:
-            self._loaders.clear()
-            self._loaders = None
+        self._loaders = None
         self._callers.clear()
 
     @property

@@ -51,10 +51,6 @@ class Loaders:
             DataLoader(load_fn=functools.partial(load_order_resources, upstreams, caller))
         )
 
-    def clear(self) -> None:
-        self.resource_family.clear_all()
-        self.order_resources.clear_all()
-
 
 async def load_resource_families(
     upstreams: Upstreams, caller: Callable[[str], Caller], resource_ids: list[str]
