@@ -1,8 +1,9 @@
 """A deliberately naive build of the same schema, only for comparison in benchmarks.
 
-Same types, resolvers, clients and upstreams, but no loaders and no concurrency:
-every field that needs upstream data makes its own call, one call at a time, and
-pages of a range are fetched one after another. Run as ``python -m bench.naive``;
+Same types, resolvers, clients and upstreams, but no loaders, no lookahead and no
+concurrency: every field that needs upstream data makes its own call, one call at
+a time, pages of a range are fetched one after another, and Strawberry's stock
+executor runs every resolver. Run as ``python -m bench.naive``;
 it takes the same ``GATEWAY_*`` settings as ``gateway serve``.
 """
 
@@ -13,8 +14,12 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from strawberry.dataloader import DataLoader
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+
 from gateway import cbc, oma, paging
 from gateway.cli import main
+from schema import build as schema_build
 from schema import context as schema_context
 from schema.loaders import load_order_resources, load_resource_families
 
@@ -33,19 +38,17 @@ async def fetch_all_one_by_one(fetch: Any, page_size: int, **_: Any) -> Any:
     return pages, first.total
 
 
-class OneAtATime:
-    """A loader in name only: one upstream call per key, serialised per request."""
+def one_at_a_time(
+    load_one: Callable[[Any], Awaitable[Any]], lock: asyncio.Lock
+) -> DataLoader[Any, Any]:
+    """A loader in name only: one upstream call per key, none remembered, serialised
+    per request."""
 
-    def __init__(self, load_one: Callable[[Any], Awaitable[Any]], lock: asyncio.Lock) -> None:
-        self._load_one = load_one
-        self._lock = lock
+    async def load(keys: list[Any]) -> list[Any]:
+        async with lock:
+            return [await load_one(keys[0])]
 
-    async def load(self, key: Any) -> Any:
-        async with self._lock:
-            return await self._load_one(key)
-
-    async def load_many(self, keys: list[Any]) -> list[Any]:
-        return [await self.load(key) for key in keys]
+    return DataLoader(load_fn=load, max_batch_size=1, cache=False)
 
 
 class NaiveLoaders:
@@ -61,8 +64,8 @@ class NaiveLoaders:
                 raise answer
             return answer
 
-        self.resource_family = OneAtATime(family, lock)
-        self.order_resources = OneAtATime(order, lock)
+        self.resource_family = one_at_a_time(family, lock)
+        self.order_resources = one_at_a_time(order, lock)
 
 
 def naive_loaders(self: Any) -> Any:
@@ -77,6 +80,8 @@ def install(set_attribute: Callable[[object, str, Any], None] = setattr) -> None
         set_attribute(module, "fetch_range", fetch_range_one_by_one)
         set_attribute(module, "fetch_all", fetch_all_one_by_one)
     set_attribute(schema_context.GatewayContext, "loaders", property(naive_loaders))
+    # Strawberry's stock executor: no lookahead, no shortcut, a resolver call per field.
+    set_attribute(schema_build, "GatewayExecutor", StrawberryGraphQLCoreExecutionContext)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""graphql-core's executor, with a shortcut for objects made only of plain leaves.
+"""graphql-core's executor, with a lookahead and a shortcut for plain objects.
 
 Most of what this gateway answers is lists of records whose selected fields are
 plain attributes: no resolver, no arguments, a scalar or enum type. graphql-core
@@ -6,6 +6,11 @@ spends several microseconds on each such field (a path, a resolve info, the
 resolver call, value completion), which on ``subscriptions(first: 1000)`` is
 most of the request. For such an object the executor below builds the result
 dict in one pass from a plan made once per selection.
+
+Fields answered from a loader (``schema.links``) join the plan too: before an
+object or a list is completed, the lookahead (``schema.prefetch``) loads what its
+selection needs, level by level, and such a field's value is then read from the
+loader without its resolver, and completed by its own plan.
 
 The shortcut never decides an outcome of its own: whenever a value is not the
 plain case (null in a non-null field, a value the scalar would refuse, anything
@@ -25,6 +30,7 @@ from graphql import (
     GraphQLBoolean,
     GraphQLEnumType,
     GraphQLID,
+    GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
@@ -39,6 +45,9 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.schema.schema_converter import GraphQLCoreConverter
 from strawberry.types.field import StrawberryField
 
+from schema.links import NOT_READY, Link
+from schema.prefetch import Lookahead, field_arguments, field_link
+
 # Values of these exact types are already what their scalar outputs (graphql-core's
 # own coercion returns them unchanged).
 _PASSTHROUGH: dict[GraphQLScalarType, type] = {
@@ -48,9 +57,63 @@ _PASSTHROUGH: dict[GraphQLScalarType, type] = {
 }
 
 # One selected leaf: (response name, attribute, non-null, passthrough type,
-# enum member -> name, coercion). An attribute of None means __typename, whose
-# value is the passthrough slot.
+# enum member -> name, coercion). An attribute of None means the passthrough slot
+# holds the value: __typename's name, or a LinkStep that computes it.
 LeafStep = tuple[str, str | None, bool, Any, Mapping[Any, str] | None, Callable[[Any], Any]]
+
+_FALLBACK: Any = object()
+
+
+class LinkStep:
+    """A field answered from a loader (``schema.links``), completed without its resolver
+    when the lookahead has loaded it: the value is what the resolver would return, and
+    its selection has a plan of its own with nothing left for graphql-core."""
+
+    __slots__ = ("arguments", "context", "item_non_null", "link", "list_of", "non_null", "plan")
+
+    def __init__(
+        self,
+        link: Link[Any, Any, Any, Any],
+        context: Any,
+        arguments: dict[str, Any],
+        return_type: GraphQLOutputType,
+        plan: LeafPlan,
+    ) -> None:
+        self.link = link
+        self.context = context
+        self.arguments = arguments
+        self.plan = plan
+        self.non_null = isinstance(return_type, GraphQLNonNull)
+        inner = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
+        self.list_of = isinstance(inner, GraphQLList)
+        item = inner.of_type if isinstance(inner, GraphQLList) else inner
+        self.item_non_null = isinstance(item, GraphQLNonNull)
+
+    def complete(self, source: Any) -> Any:
+        """The field's result, or ``_FALLBACK`` where graphql-core must decide."""
+        value = self.link.ready(self.context, source, self.arguments)
+        if value is NOT_READY:
+            return _FALLBACK
+        if value is None:
+            return _FALLBACK if self.non_null else None
+        complete = self.plan.complete
+        if not self.list_of:
+            result = complete(value)
+            return _FALLBACK if result is None else result
+        if not isinstance(value, list | tuple):
+            return _FALLBACK
+        results: list[Any] = []
+        for item in value:
+            if item is None:
+                if self.item_non_null:
+                    return _FALLBACK
+                results.append(None)
+                continue
+            result = complete(item)
+            if result is None:
+                return _FALLBACK
+            results.append(result)
+        return results
 
 
 class LeafPlan:
@@ -91,7 +154,13 @@ class LeafPlan:
         try:
             for name, attribute, non_null, passthrough, names, coerce in self.steps:
                 if attribute is None:
-                    result[name] = passthrough
+                    if type(passthrough) is LinkStep:
+                        linked = passthrough.complete(source)
+                        if linked is _FALLBACK:
+                            return None
+                        result[name] = linked
+                    else:
+                        result[name] = passthrough
                     continue
                 value = getattr(source, attribute)
                 if value is None:
@@ -188,10 +257,16 @@ def _leaf_step(
     return None
 
 
+LinkSteps = Callable[[GraphQLObjectType, str, FieldDetailsList], LinkStep | None]
+
+
 def build_leaf_plan(
-    parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
+    parent_type: GraphQLObjectType,
+    grouped_field_set: GroupedFieldSet,
+    link_step: LinkSteps | None = None,
 ) -> LeafPlan | None:
-    """The plan for one selection, or None when it has no plain leaf (or uses @defer)."""
+    """The plan for one selection, or None when it has no plain leaf (or uses @defer).
+    ``link_step`` makes the steps of fields answered from loaders, where it can."""
     if parent_type.is_type_of is not None:
         return None
     steps = []
@@ -200,6 +275,10 @@ def build_leaf_plan(
         if any(details.defer_usage is not None for details in field_details_list):
             return None
         step = _leaf_step(parent_type, response_name, field_details_list)
+        if step is None and link_step is not None:
+            linked = link_step(parent_type, response_name, field_details_list)
+            if linked is not None:
+                step = (response_name, None, False, linked, None, _unused)
         if step is None:
             others[response_name] = field_details_list
         else:
@@ -207,6 +286,19 @@ def build_leaf_plan(
     if not steps:
         return None
     return LeafPlan(steps, others or None, list(grouped_field_set))
+
+
+def _unused(value: Any) -> Any:  # the coercion slot of a step that has none
+    return value
+
+
+def _streamed(field_details_list: FieldDetailsList) -> bool:
+    """A list under @stream is delivered in parts: graphql-core's business."""
+    return any(
+        directive.name.value == "stream"
+        for details in field_details_list
+        for directive in details.node.directives or ()
+    )
 
 
 class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
@@ -219,6 +311,13 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         manager = self.middleware_manager
         # Middleware (tracing, for one) must see every field: no shortcut then.
         self._shortcut = manager is None or not manager.middlewares
+        self._strawberry_schema = getattr(self.schema, "_strawberry_schema", None)
+        self._lookahead = Lookahead(
+            self.collect_subfields,
+            self.variable_values,
+            self.context_value,
+            self._strawberry_schema,
+        )
 
     def _plan(
         self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
@@ -226,9 +325,45 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         cached = self._leaf_plans.get(id(grouped_field_set))
         if cached is not None:
             return cached[1]
-        plan = build_leaf_plan(parent_type, grouped_field_set)
+        plan = build_leaf_plan(parent_type, grouped_field_set, self._link_step)
         self._leaf_plans[id(grouped_field_set)] = (grouped_field_set, plan)
         return plan
+
+    def _link_step(
+        self, parent_type: GraphQLObjectType, response_name: str, details: FieldDetailsList
+    ) -> LinkStep | None:
+        """A step for a field answered from a loader whose whole selection has a plan,
+        or None to leave the field to its resolver."""
+        node = details[0].node
+        field_def = parent_type.fields.get(node.name.value)
+        if field_def is None:
+            return None
+        link = field_link(field_def)
+        if link is None:
+            return None
+        inner = (
+            field_def.type.of_type if isinstance(field_def.type, GraphQLNonNull) else field_def.type
+        )
+        if isinstance(inner, GraphQLList):
+            if _streamed(details):
+                return None
+            inner = inner.of_type
+            inner = inner.of_type if isinstance(inner, GraphQLNonNull) else inner
+        if not isinstance(inner, GraphQLObjectType):
+            return None
+        grouped_field_set, new_defer_usages, _ = self.collect_subfields(inner, details)
+        if new_defer_usages:
+            return None
+        plan = self._plan(inner, grouped_field_set)
+        if plan is None or plan.others is not None:
+            return None
+        try:
+            arguments = field_arguments(
+                field_def, node, self.variable_values, self._strawberry_schema
+            )
+        except Exception:  # bad arguments: the resolver path reports them
+            return None
+        return LinkStep(link, self.context_value, arguments, field_def.type, plan)
 
     def execute_fields(
         self,
@@ -274,6 +409,24 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
 
         return merged(others)
 
+    def complete_object_value(
+        self,
+        return_type: GraphQLObjectType,
+        field_details_list: FieldDetailsList,
+        info: GraphQLResolveInfo[Any],
+        path: Path,
+        result: Any,
+        position_context: Any,
+    ) -> Any:
+        complete = super().complete_object_value
+        priming = self._lookahead.prime(return_type, field_details_list, (result,))
+        if priming is None:
+            return complete(return_type, field_details_list, info, path, result, position_context)
+        return self._after_priming(
+            priming,
+            lambda: complete(return_type, field_details_list, info, path, result, position_context),
+        )
+
     def complete_iterable_value(
         self,
         item_type: GraphQLOutputType,
@@ -286,9 +439,27 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         completed = self._complete_leaf_list(item_type, field_details_list, items, position_context)
         if completed is not None:
             return completed
-        return super().complete_iterable_value(
-            item_type, field_details_list, info, path, items, position_context
-        )
+        complete = super().complete_iterable_value
+        object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
+        if isinstance(object_type, GraphQLObjectType) and isinstance(items, list | tuple):
+            priming = self._lookahead.prime(object_type, field_details_list, items)
+            if priming is not None:
+                return self._after_priming(
+                    priming,
+                    lambda: complete(
+                        item_type, field_details_list, info, path, items, position_context
+                    ),
+                )
+        return complete(item_type, field_details_list, info, path, items, position_context)
+
+    async def _after_priming(self, priming: Awaitable[None], complete: Callable[[], Any]) -> Any:
+        """Completion once the lookahead has loaded what the selection needs: what is
+        left is then mostly synchronous."""
+        await priming
+        completed = complete()
+        if self.is_awaitable(completed):
+            return await completed
+        return completed
 
     def _complete_leaf_list(
         self,
@@ -307,12 +478,7 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
             and isinstance(object_type, GraphQLObjectType)
         ):
             return None
-        # A list under @stream is delivered in parts: graphql-core's business.
-        if any(
-            directive.name.value == "stream"
-            for details in field_details_list
-            for directive in details.node.directives or ()
-        ):
+        if _streamed(field_details_list):
             return None
         grouped_field_set, new_defer_usages, _ = self.collect_subfields(
             object_type, field_details_list

@@ -10,6 +10,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from strawberry.dataloader import DataLoader
 
@@ -50,6 +51,9 @@ class Loaders:
         self.order_resources: DataLoader[OrderResourcesKey, tuple[ResourceRecord, ...]] = (
             DataLoader(load_fn=functools.partial(load_order_resources, upstreams, caller))
         )
+        # What schema.links made of loaded values, by (future, link): the lookahead and
+        # the resolvers then share one set of objects instead of building two.
+        self.converted: dict[tuple[int, int], Any] = {}
 
 
 async def load_resource_families(

@@ -8,7 +8,7 @@ the request's loaders.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator, Sequence
+from collections.abc import Awaitable, Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Protocol
 
@@ -28,9 +28,71 @@ from schema.enums import (
     resource_status_codes,
     subscription_status,
 )
-from schema.loaders import Loaders, OrderResourcesKey
+from schema.links import Link
+from schema.loaders import OrderResourcesKey, ResourceFamily
 
 AUTO_RENEW_POLICY = 3
+
+
+# The linking fields, each declared once as a Link (schema.links): its resolver, the
+# lookahead's prefetch and the executor's shortcut all read it. The functions refer to
+# the types by name when called, after the types exist.
+
+
+def family_head(family: ResourceFamily) -> CloudResource | None:
+    return CloudResource.from_record(family.record) if family.record else None
+
+
+def family_attached(family: ResourceFamily) -> list[CloudResource]:
+    return [CloudResource.from_record(record) for record in family.attached]
+
+
+def resource_list(records: Sequence[ResourceRecord]) -> list[CloudResource]:
+    return [CloudResource.from_record(record) for record in records]
+
+
+def parent_key(resource: CloudResource, arguments: Mapping[str, Any]) -> str | None:
+    # A primary has no parent; an attached resource names its primary.
+    if not resource.parent_resource_id or resource.is_main_resource:
+        return None
+    return resource.parent_resource_id
+
+
+def attached_key(resource: CloudResource, arguments: Mapping[str, Any]) -> str | None:
+    # Only a primary has resources attached to it.
+    return resource.resource_id if resource.is_main_resource else None
+
+
+def order_resources_key(
+    subscription: SoftwareSubscription, arguments: Mapping[str, Any]
+) -> OrderResourcesKey:
+    return OrderResourcesKey(
+        order_id=subscription.order_id,
+        only_main_resources=bool(arguments.get("only_main_resources")),
+        statuses=resource_status_codes(arguments.get("statuses")),
+    )
+
+
+PARENT: Link[CloudResource, str, ResourceFamily, CloudResource | None] = Link(
+    loader=lambda loaders: loaders.resource_family,
+    key=parent_key,
+    convert=family_head,
+    empty=None,
+)
+ATTACHED: Link[CloudResource, str, ResourceFamily, list[CloudResource]] = Link(
+    loader=lambda loaders: loaders.resource_family,
+    key=attached_key,
+    convert=family_attached,
+    empty=[],
+)
+ORDER_RESOURCES: Link[
+    SoftwareSubscription, OrderResourcesKey, tuple[ResourceRecord, ...], list[CloudResource]
+] = Link(
+    loader=lambda loaders: loaders.order_resources,
+    key=order_resources_key,
+    convert=resource_list,
+    empty=[],
+)
 
 
 @strawberry.type(
@@ -97,41 +159,28 @@ class CloudResource:
         )
 
     # parent and attachedResources answer at once when there is nothing to load (a
-    # primary has no parent, an attached resource no attachments) and hand back an
-    # awaitable only when there is: the executor then spends no coroutine and no task
-    # on the half of them that are known already.
+    # primary has no parent, an attached resource no attachments) or when the lookahead
+    # has loaded it already, and hand back an awaitable only otherwise.
     @strawberry.field(
         description="The primary resource this one is attached to.",
         graphql_type="CloudResource | None",
+        metadata=PARENT.metadata(),
     )
     def parent(
         self, info: Info[GatewayContext, None]
     ) -> CloudResource | Awaitable[CloudResource | None] | None:
-        if not self.parent_resource_id or self.is_main_resource:
-            return None
-        return _load_parent(info.context.loaders, self.parent_resource_id)
+        return PARENT.resolve(info.context, self, {})  # type: ignore[no-any-return]
 
     @strawberry.field(
         description="The resources attached to this primary one. "
         "Null, with an error, when CBC fails.",
         graphql_type="list[CloudResource] | None",
+        metadata=ATTACHED.metadata(),
     )
     def attached_resources(
         self, info: Info[GatewayContext, None]
     ) -> list[CloudResource] | Awaitable[list[CloudResource]]:
-        if not self.is_main_resource:
-            return []
-        return _load_attached(info.context.loaders, self.resource_id)
-
-
-async def _load_parent(loaders: Loaders, parent_resource_id: str) -> CloudResource | None:
-    family = await loaders.resource_family.load(parent_resource_id)
-    return CloudResource.from_record(family.record) if family.record else None
-
-
-async def _load_attached(loaders: Loaders, resource_id: str) -> list[CloudResource]:
-    family = await loaders.resource_family.load(resource_id)
-    return [CloudResource.from_record(record) for record in family.attached]
+        return ATTACHED.resolve(info.context, self, {})  # type: ignore[no-any-return]
 
 
 @strawberry.type(description="A business software mall subscription, as OMA stores it.")
@@ -210,9 +259,11 @@ class SoftwareSubscription:
 
     @strawberry.field(
         description="The CBC resources bought by this subscription's order. Null, with an error, "
-        "when CBC fails: the subscription itself still answers."
+        "when CBC fails: the subscription itself still answers.",
+        graphql_type="list[CloudResource] | None",
+        metadata=ORDER_RESOURCES.metadata(),
     )
-    async def resources(
+    def resources(
         self,
         info: Info[GatewayContext, None],
         only_main_resources: Annotated[
@@ -222,14 +273,9 @@ class SoftwareSubscription:
             list[ResourceStatus] | None,
             strawberry.argument(description="Only resources in these states."),
         ] = None,
-    ) -> list[CloudResource] | None:
-        key = OrderResourcesKey(
-            order_id=self.order_id,
-            only_main_resources=bool(only_main_resources),
-            statuses=resource_status_codes(statuses),
-        )
-        records = await info.context.loaders.order_resources.load(key)
-        return [CloudResource.from_record(record) for record in records]
+    ) -> list[CloudResource] | Awaitable[list[CloudResource]]:
+        arguments = {"only_main_resources": only_main_resources, "statuses": statuses}
+        return ORDER_RESOURCES.resolve(info.context, self, arguments)  # type: ignore[no-any-return]
 
 
 class _Page(Protocol):

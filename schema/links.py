@@ -1,0 +1,150 @@
+"""Fields answered from a request's loaders, declared once for three readers.
+
+A ``Link`` says which loader a field reads, the key a parent object asks for
+(None when it has nothing to ask: a primary resource has no parent), and how a
+loaded value becomes the field's value. From that one declaration come:
+
+- the field's resolver (``resolve``): the value at once when the key is loaded
+  already, an awaitable otherwise, as any DataLoader field;
+- the lookahead's prefetch (``prefetch``, used by ``schema.prefetch``): every
+  parent's key in one batch, and the objects they load, to look further down;
+- the executor's shortcut (``ready``, used by ``schema.execution``): the value
+  when it is loaded and good, ``NOT_READY`` otherwise, never an awaitable.
+
+Keys, loaders and conversion cannot drift apart between the three, so the
+lookahead asks for exactly what the resolvers will, and never more.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from strawberry.dataloader import DataLoader
+
+from schema.loaders import Loaders
+
+S = TypeVar("S")
+K = TypeVar("K")
+V = TypeVar("V")
+R = TypeVar("R")
+
+LINK = "gateway.link"
+"""The key of a ``Link`` in its Strawberry field's metadata."""
+
+NOT_READY: Any = object()
+"""What ``Link.ready`` answers when the value is not loaded, or its load failed."""
+
+
+class HasLoaders(Protocol):
+    @property
+    def loaders(self) -> Loaders: ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Link(Generic[S, K, V, R]):
+    loader: Callable[[Loaders], DataLoader[K, V]]
+    key: Callable[[S, Mapping[str, Any]], K | None]
+    """The key ``source`` asks for, given the field's arguments by Python name."""
+    convert: Callable[[V], R]
+    """The field's value from the loaded value; called once per key and request."""
+    empty: R
+    """The field's value when the source has no key."""
+
+    def metadata(self) -> dict[str, Any]:
+        """The Strawberry field metadata that names this link."""
+        return {LINK: self}
+
+    def resolve(self, context: HasLoaders, source: S, arguments: Mapping[str, Any]) -> Any:
+        """The resolver's answer: ``R``, or an awaitable of it while loading."""
+        key = self.key(source, arguments)
+        if key is None:
+            return self.empty
+        loaders = context.loaders
+        loader = self.loader(loaders)
+        future = _remembered(loader, key)
+        if future is not None and future.done() and not future.cancelled():
+            # result() raises the load's own error with its own traceback, as awaiting
+            # would; the exception is shared, so its traceback must not grow per raise.
+            return self._converted(loaders, asyncio.ensure_future(future))
+        if not loader.cache:
+            return self._convert_when_loaded(loader.load(key))
+        return self._when_loaded(loaders, asyncio.ensure_future(loader.load(key)))
+
+    def ready(self, context: HasLoaders, source: S, arguments: Mapping[str, Any]) -> R:
+        """The value when loaded and good, else ``NOT_READY``. Never starts a load."""
+        key = self.key(source, arguments)
+        if key is None:
+            return self.empty
+        loaders = context.loaders
+        future = _remembered(self.loader(loaders), key)
+        if (
+            future is None
+            or not future.done()
+            or future.cancelled()
+            or future.exception() is not None
+        ):
+            return NOT_READY  # type: ignore[no-any-return]
+        return self._converted(loaders, asyncio.ensure_future(future))
+
+    def prefetch(
+        self, context: HasLoaders, sources: Sequence[S], arguments: Mapping[str, Any]
+    ) -> Sequence[Any] | Awaitable[Sequence[Any]]:
+        """Load every source's key at once (one batch, as the resolvers would make) and
+        give back the objects loaded, for the lookahead to look under. A key that
+        failed gives none: its error stays in the loader for its resolver to report."""
+        loaders = context.loaders
+        loader = self.loader(loaders)
+        keys = [key for source in sources if (key := self.key(source, arguments)) is not None]
+        if not keys or not loader.cache:
+            # A loader that does not remember cannot be primed: its fields load as they go.
+            return ()
+        futures = [asyncio.ensure_future(loader.load(key)) for key in keys]
+        if all(future.done() for future in futures):
+            return self._children(loaders, futures)
+
+        async def when_loaded() -> Sequence[Any]:
+            await asyncio.wait(futures)
+            return self._children(loaders, futures)
+
+        return when_loaded()
+
+    def _children(self, loaders: Loaders, futures: Sequence[asyncio.Future[V]]) -> list[Any]:
+        children: list[Any] = []
+        for future in futures:
+            if future.cancelled() or future.exception() is not None:
+                continue
+            value = self._converted(loaders, future)
+            if isinstance(value, list | tuple):
+                children.extend(value)
+            elif value is not None:
+                children.append(value)
+        return children
+
+    def _converted(self, loaders: Loaders, future: asyncio.Future[V]) -> R:
+        memo = loaders.converted
+        # The loader's cache keeps the future alive for the request, so its id is stable.
+        key = (id(future), id(self))
+        if key in memo:
+            converted: R = memo[key]
+            return converted
+        converted = self.convert(future.result())
+        memo[key] = converted
+        return converted
+
+    async def _when_loaded(self, loaders: Loaders, future: asyncio.Future[V]) -> R:
+        await future
+        return self._converted(loaders, future)
+
+    async def _convert_when_loaded(self, pending: Awaitable[V]) -> R:
+        # A loader that does not remember keeps no future alive: nothing to share.
+        return self.convert(await pending)
+
+
+def _remembered(loader: DataLoader[K, V], key: K) -> asyncio.Future[V] | None:
+    return loader.cache_map.get(key) if loader.cache else None
+
+
+__all__ = ["LINK", "NOT_READY", "HasLoaders", "Link"]
