@@ -95,6 +95,10 @@ class _BackendUnavailable(Exception):
 
 
 class _Backend(Protocol):
+    def get_now(self, key: str) -> _Entry | None:
+        """The entry, when the backend holds it in this process; None means ask ``get``."""
+        ...
+
     async def get(self, key: str, codec: Codec[Any]) -> _Entry | None: ...
 
     async def set(self, key: str, entry: _Entry, codec: Codec[Any], expire: float) -> None: ...
@@ -132,6 +136,10 @@ class _LruMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
         self._on_evict = on_evict
 
     async def _get(self, key: str, encoding: str | None = "utf-8", _conn: object = None) -> Any:
+        return self.get_now(key)
+
+    def get_now(self, key: str) -> Any:
+        """A read that needs no await: the dict is in this process."""
         value = self._cache.pop(key, None)
         if value is not None:
             self._cache[key] = value
@@ -170,6 +178,10 @@ class _MemoryBackend:
         self._cache = _LruMemoryCache(
             max_entries, lambda key: CACHE_EVENTS.labels(_upstream_of(key), "eviction").inc()
         )
+
+    def get_now(self, key: str) -> _Entry | None:
+        entry: _Entry | None = self._cache.get_now(key)
+        return entry
 
     async def get(self, key: str, codec: Codec[Any]) -> _Entry | None:
         entry: _Entry | None = await self._cache.get(key)
@@ -211,6 +223,9 @@ class _BytesSerializer(BaseSerializer):  # type: ignore[misc]
 
 class _RedisBackend:
     """Entries are ``b"<fetch time>|<codec bytes>"``; the lock of ``key`` is ``key:lock``."""
+
+    def get_now(self, key: str) -> _Entry | None:
+        return None  # every read is a round trip
 
     def __init__(self, settings: CacheSettings) -> None:
         parts = urlsplit(settings.url)
@@ -378,6 +393,12 @@ class PageCache:
         if ttl <= 0:
             return CacheResult(await fetch(), "bypass")
         rendered = key.render()
+        if not refresh:
+            # A fresh entry in this process answers at once: no task, no shield, no await.
+            entry = self._backend.get_now(rendered)
+            if entry is not None and entry.age() < ttl:
+                CACHE_EVENTS.labels(key.upstream, "hit").inc()
+                return CacheResult(entry.value, "hit")
         flight_key = f"refresh:{rendered}" if refresh else rendered
         flight = self._flights.get(flight_key)
         joined = flight is not None and not flight.done()

@@ -30,6 +30,7 @@ from graphql import (
     GraphQLBoolean,
     GraphQLEnumType,
     GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
@@ -183,6 +184,17 @@ class LeafPlan:
         return result
 
 
+_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+
+
+def _coerce_int(value: Any) -> Any:
+    """GraphQL's Int output: a plain int in 32 bits as it is, anything else as graphql-core
+    decides (which also refuses what does not fit)."""
+    if type(value) is int and _INT_MIN <= value <= _INT_MAX:
+        return value
+    return GraphQLInt.coerce_output_value(value)
+
+
 # Types whose values need no check before coercion (the scalar may still refuse them).
 _PLAIN_TYPES = frozenset({int, float, str, bool, datetime})
 
@@ -236,7 +248,7 @@ def _leaf_step(
     non_null = isinstance(return_type, GraphQLNonNull)
     leaf = return_type.of_type if isinstance(return_type, GraphQLNonNull) else return_type
     if isinstance(leaf, GraphQLScalarType):
-        coerce = leaf.coerce_output_value
+        coerce = _coerce_int if leaf is GraphQLInt else leaf.coerce_output_value
         return (
             response_name,
             definition.python_name,

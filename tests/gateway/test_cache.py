@@ -292,6 +292,29 @@ async def test_memory_cache_hands_out_the_stored_object(
     assert await cache.ping() is True
 
 
+async def test_a_memory_hit_is_answered_without_a_task(
+    make_cache: Callable[..., PageCache], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = make_cache()
+    upstream = Upstream()
+    first, _ = await get(cache, upstream)
+    tasks: list[object] = []
+    create_task = asyncio.create_task
+
+    def counting_create_task(coro: Any, **kwargs: Any) -> Any:
+        tasks.append(coro)
+        return create_task(coro, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_task", counting_create_task)
+    hits = events("hit")
+    assert await get(cache, upstream) == (first, "hit")
+    assert events("hit") - hits == 1
+    assert tasks == []  # a warm page costs a dict lookup, not a task and a shield
+    # A stale entry still goes the long way, and is fetched again.
+    assert await get(cache, upstream, ttl=0.000001) == (Page("alice", 2), "miss")
+    assert len(tasks) == 1
+
+
 async def test_a_caller_going_away_does_not_cancel_the_shared_fetch(
     make_cache: Callable[..., PageCache],
 ) -> None:
