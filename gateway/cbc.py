@@ -25,7 +25,7 @@ from gateway.caller import Caller
 from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.fields import read_int, read_text, read_time
-from gateway.paging import chunks, fetch_all, fetch_range, records_of
+from gateway.paging import cached_all, chunks, fetch_all, fetch_range, records_of
 from gateway.times import format_cbc_time, parse_cbc_time
 from gateway.upstream import UpstreamClient, classify_http_failure
 
@@ -224,6 +224,21 @@ class CbcClient:
             MAX_PAGE_SIZE,
             max_records=max_records,
         )
+        return ResourcePage(records=tuple(records_of(pages)), total=total)
+
+    def cached_all_resources(
+        self, caller: Caller, query: ResourceQuery, *, max_records: int = 10_000
+    ) -> ResourcePage | None:
+        """What ``fetch_all_resources`` would answer, when every page of it is cached fresh
+        in this process; else None. No upstream call, no await."""
+        found = cached_all(
+            lambda o, n: self._client.cached(caller, replace(query, offset=o, limit=n)),
+            MAX_PAGE_SIZE,
+            max_records=max_records,
+        )
+        if found is None:
+            return None
+        pages, total = found
         return ResourcePage(records=tuple(records_of(pages)), total=total)
 
     async def fetch_resources_by_ids(

@@ -87,6 +87,27 @@ async def fetch_all(
     return [first, *rest], total
 
 
+def cached_all(
+    peek: Callable[[int, int], PageT | None], page_size: int, *, max_records: int
+) -> tuple[list[PageT], int] | None:
+    """``fetch_all`` from pages at hand (``peek(offset, limit)``, no await), or None when
+    one is missing: the same pages ``fetch_all`` would ask for, in the same order."""
+    first = peek(0, page_size)
+    if first is None:
+        return None
+    total = first.total
+    wanted = min(total, max_records)
+    if len(first.records) >= wanted or len(first.records) < page_size:
+        return [first], total
+    pages = [first]
+    for start, limit in page_spans(page_size, wanted - page_size, page_size):
+        page = peek(start, limit)
+        if page is None:
+            return None
+        pages.append(page)
+    return pages, total
+
+
 def records_of(pages: Sequence[Page[T]]) -> list[T]:
     out: list[T] = []
     for page in pages:

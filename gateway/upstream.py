@@ -21,7 +21,7 @@ import orjson
 from gateway.cache import CacheKey, Codec, PageCache
 from gateway.caller import Caller
 from gateway.config import UpstreamSettings
-from gateway.errors import ErrorKind, UpstreamError
+from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.http import HttpAnswer, UpstreamHttp
 from gateway.metrics import UPSTREAM_CALLS, UPSTREAM_LATENCY
 from gateway.resilience import UpstreamGuard
@@ -78,16 +78,35 @@ class UpstreamClient(Generic[Qx, P]):
         self._cache = cache
         self.guard = guard
 
-    async def fetch(self, caller: Caller, query: Qx) -> P:
-        """One page for one caller: from the cache when fresh, else from the upstream."""
+    def cached(self, caller: Caller, query: Qx) -> P | None:
+        """The page when this process's cache holds it fresh, else None (then ``fetch``).
+        Never calls the upstream; a query ``fetch`` would refuse is None too."""
+        if caller.fresh:
+            return None
         endpoint = self.endpoint
-        endpoint.validate(query)
-        key = CacheKey(
+        try:
+            endpoint.validate(query)
+        except InvalidRequest:
+            return None  # fetch raises it
+        value: P | None = self._cache.peek(self._key(caller, query), ttl=self.settings.cache_ttl)
+        if value is not None:
+            caller.stats.cache_hits += 1
+        return value
+
+    def _key(self, caller: Caller, query: Qx) -> CacheKey:
+        endpoint = self.endpoint
+        return CacheKey(
             upstream=endpoint.upstream,
             endpoint=endpoint.name,
             params=endpoint.cache_params(query),
             credential=caller.fingerprint,
         )
+
+    async def fetch(self, caller: Caller, query: Qx) -> P:
+        """One page for one caller: from the cache when fresh, else from the upstream."""
+        endpoint = self.endpoint
+        endpoint.validate(query)
+        key = self._key(caller, query)
 
         async def fetch_from_upstream() -> P:
             return await self.guard.run(lambda remaining: self._attempt(caller, query, remaining))

@@ -292,6 +292,25 @@ async def test_memory_cache_hands_out_the_stored_object(
     assert await cache.ping() is True
 
 
+async def test_peek_answers_only_from_this_process_and_only_fresh(
+    cache: PageCache, request: pytest.FixtureRequest
+) -> None:
+    upstream = Upstream()
+    assert cache.peek(key(), ttl=TTL) is None
+    first, _ = await get(cache, upstream)
+    hits = events("hit")
+    peeked = cache.peek(key(), ttl=TTL)
+    if "redis" in request.node.name:
+        assert peeked is None  # every Redis read is a round trip: get_or_fetch makes it
+    else:
+        assert peeked is first and events("hit") - hits == 1
+    assert cache.peek(key(), ttl=0) is None  # caching off
+    assert cache.peek(key("bob"), ttl=TTL) is None
+    await asyncio.sleep(0.02)
+    assert cache.peek(key(), ttl=0.01) is None  # stale
+    assert upstream.calls == 1
+
+
 async def test_a_memory_hit_is_answered_without_a_task(
     make_cache: Callable[..., PageCache], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -137,3 +137,39 @@ async def test_ids_are_fetched_in_chunks_of_fifty_all_at_once(
     assert sizes == [20, 50, 50]
     assert all(b["only_main_resource"] == 0 for b in recorder.bodies())
     assert sum(len(a) for a in answers) == 120
+
+
+def pages_of_600(request: httpx.Request) -> httpx.Response:
+    """An order of 600 resources: two pages of at most 500."""
+    body = orjson.loads(request.content)
+    offset, limit = body["offset"], body["limit"]
+    template = load_fixture("cbc_example_response.json")["data"][0]
+    data = [
+        {**template, "id": f"p{n}", "resource_id": f"r{n}"}
+        for n in range(offset, min(offset + limit, 600))
+    ]
+    return httpx.Response(200, json={"data": data, "total_count": 600})
+
+
+async def test_a_warm_order_is_answered_from_the_cache_with_no_call(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    recorder = Recorder(pages_of_600)
+    cbc = make_upstreams(recorder).cbc
+    query = ResourceQuery(order_id="CS1905251035OA***")
+    alice = Caller("alice")
+    assert cbc.cached_all_resources(alice, query) is None  # cold: no answer, and no call
+    assert recorder.requests == []
+
+    fetched = await cbc.fetch_all_resources(alice, query)
+    assert [r.resource_id for r in fetched.records] == [f"r{n}" for n in range(600)]
+    assert len(recorder.requests) == 2
+
+    warm = cbc.cached_all_resources(alice, query)
+    assert warm == fetched and alice.stats.cache_hits == 2
+    # Another caller's pages are not theirs; a caller asking for fresh data gets none.
+    assert cbc.cached_all_resources(Caller("bob"), query) is None
+    assert cbc.cached_all_resources(Caller("alice", fresh=True), query) is None
+    # A query the API would refuse has no cached answer either (fetch says why).
+    assert cbc.cached_all_resources(alice, ResourceQuery(order_id="x" * 65)) is None
+    assert len(recorder.requests) == 2
