@@ -117,7 +117,7 @@ class FailingCbc(httpx.AsyncBaseTransport):
         return await self._upstream.handle_async_request(request)
 
 
-Post = Callable[[str, dict[str, Any]], Awaitable[tuple[bytes, dict[str, int]]]]
+Post = Callable[..., Awaitable[tuple[bytes, dict[str, int]]]]
 
 
 @pytest.fixture
@@ -148,7 +148,9 @@ async def post_through(
         gateways.append(gateway)
         app = create_app(gateway)
 
-        async def post(query: str, variables: dict[str, Any]) -> tuple[bytes, dict[str, int]]:
+        async def post(
+            query: str, variables: dict[str, Any], headers: dict[str, str] | None = None
+        ) -> tuple[bytes, dict[str, int]]:
             simulator.reset()
             async with httpx.AsyncClient(
                 transport=httpx.ASGITransport(app=app), base_url="http://gateway"
@@ -156,7 +158,7 @@ async def post_through(
                 response = await http.post(
                     "/graphql",
                     json={"query": query, "variables": variables},
-                    headers={"X-Auth-Token": TOKEN},
+                    headers=headers or {"X-Auth-Token": TOKEN},
                 )
             assert response.status_code == 200, response.text
             return response.content, simulator.counts()
@@ -216,6 +218,19 @@ async def test_linked_fields_answer_as_the_stock_executor_does(
     data, errors = split(ours)
     assert orjson.loads(data) is not None
     assert bool(errors) == (failing and operation != 5), errors
+
+
+async def test_without_a_cbc_token_every_linked_field_fails_alone_as_before(
+    post_through: Callable[[bool, set[str], set[str]], Post],
+) -> None:
+    headers = {"X-Oma-Auth-Token": TOKEN}
+    ours, our_calls = await post_through(False, set(), set())(DEPTH_3, {}, headers)
+    stock, stock_calls = await post_through(True, set(), set())(DEPTH_3, {}, headers)
+    assert split(ours) == split(stock) and our_calls == stock_calls == {"oma.queryresource": 1}
+    body = orjson.loads(ours)
+    assert all(node["resources"] is None for node in body["data"]["subscriptions"]["nodes"])
+    assert {e["extensions"]["code"] for e in body["errors"]} == {"UNAUTHENTICATED"}
+    assert len(body["errors"]) == 40
 
 
 async def test_a_linked_query_runs_no_resolver_per_linked_field(
