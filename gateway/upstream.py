@@ -81,7 +81,7 @@ class UpstreamClient(Generic[Qx, P]):
     def cached(self, caller: Caller, query: Qx) -> P | None:
         """The page when this process's cache holds it fresh, else None (then ``fetch``).
         Never calls the upstream; a query ``fetch`` would refuse is None too."""
-        if caller.fresh:
+        if caller.fresh or self.settings.cache_ttl <= 0:
             return None
         endpoint = self.endpoint
         try:
