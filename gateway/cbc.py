@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -51,8 +51,7 @@ class ResourceQuery:
     expire_to: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceRecord:
+class ResourceRecord(NamedTuple):
     id: str
     resource_id: str
     name: str | None

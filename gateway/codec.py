@@ -1,7 +1,7 @@
 """Bytes for the shared cache: parsed pages of frozen records, and back.
 
-Pages are frozen dataclasses whose fields are ``str``, ``int``, ``bool``,
-``datetime`` (aware UTC), ``None`` or tuples of nested records. JSON keeps the
+Pages are frozen dataclasses and records NamedTuples, whose fields are ``str``,
+``int``, ``bool``, ``datetime`` (aware UTC), ``None`` or tuples of nested records. JSON keeps the
 shared cache readable and safe to load (no pickle: a compromised Redis must not
 become code execution in the gateway).
 """
@@ -28,7 +28,8 @@ def _encode_default(value: object) -> object:
 
 
 class RecordCodec(Generic[T]):
-    """Encodes a frozen dataclass tree to JSON bytes and rebuilds it from its type hints."""
+    """Encodes a tree of frozen dataclasses and NamedTuples to JSON bytes and rebuilds it
+    from its type hints."""
 
     def __init__(self, root: type[T]) -> None:
         self._root = root
@@ -72,6 +73,12 @@ class RecordCodec(Generic[T]):
             return tuple(self._build(item, entry) for entry in raw)
         if hint is datetime:
             return from_epoch_ms(raw["$ms"])
+        if isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields"):
+            hints = self._field_hints(hint)
+            return hint._make(  # type: ignore[attr-defined]
+                self._build(hints[name], entry)
+                for name, entry in zip(hint._fields, raw, strict=True)
+            )
         if isinstance(hint, type) and dataclasses.is_dataclass(hint):
             hints = self._field_hints(hint)
             names = [f.name for f in dataclasses.fields(hint) if f.init]

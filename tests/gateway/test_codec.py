@@ -1,7 +1,7 @@
 from datetime import UTC, datetime
 
-from gateway.cbc import RESOURCES_QUERY, ResourcePage, parse_resource
-from gateway.oma import QUERY_RESOURCE, SubscriptionPage, parse_subscription
+from gateway.cbc import RESOURCES_QUERY, ResourcePage, ResourceRecord, parse_resource
+from gateway.oma import QUERY_RESOURCE, SubscriptionPage, SubscriptionRecord, parse_subscription
 from tests.support.helpers import load_fixture
 
 
@@ -10,7 +10,9 @@ def test_subscription_pages_round_trip_through_bytes() -> None:
     page = SubscriptionPage(records=(record, record), total=7)
     data = QUERY_RESOURCE.codec.encode(page)
     assert b"1638814724192780290" in data
-    assert QUERY_RESOURCE.codec.decode(data) == page
+    decoded = QUERY_RESOURCE.codec.decode(data)
+    assert decoded == page
+    assert all(type(r) is SubscriptionRecord for r in decoded.records)
 
 
 def test_resource_pages_round_trip_with_aware_datetimes() -> None:
@@ -18,5 +20,6 @@ def test_resource_pages_round_trip_with_aware_datetimes() -> None:
     page = ResourcePage(records=(record,), total=1)
     decoded = RESOURCES_QUERY.codec.decode(RESOURCES_QUERY.codec.encode(page))
     assert decoded == page
+    assert type(decoded.records[0]) is ResourceRecord
     assert decoded.records[0].expires_at == datetime(2020, 6, 3, 9, 11, 10, tzinfo=UTC)
     assert decoded.records[0].expires_at.tzinfo is UTC
