@@ -1,0 +1,186 @@
+"""When each upstream call of a request goes out and comes back, and what the gateway does
+between: ``python -m bench.timeline s3``.
+
+Runs the gateway in this process (pinned to core 0, as ``bench.run`` pins it) against
+the simulator (20 ms latency) while ``bench.load`` replays the scenario at concurrency 1
+from core 1. Each request's events are marked in-process and printed in ms from the
+request's start: ``send``/``recv`` per upstream call, ``parsed`` per upstream page,
+``encode``/``encoded`` around the JSON answer, and ``gc`` for each garbage collection.
+The middle request of the run is printed, with the p50 of a few marks over all of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from bench.profile import OPERATIONS
+from bench.run import HERE, TOKEN, free_port, gateway_env, start_simulator, wait_up
+from gateway import cbc, http, oma
+from gateway.app import GatewayGraphQL, create_app
+from gateway.config import Settings
+from gateway.runtime import Gateway
+
+Event = tuple[str, float]
+
+
+def split_requests(events: list[Event]) -> list[list[Event]]:
+    """The events of each request, from its ``start``, in ms from that start."""
+    requests: list[list[Event]] = []
+    started = 0.0
+    for name, moment in events:
+        if name == "start":
+            started = moment
+            requests.append([])
+        if requests:
+            requests[-1].append((name, (moment - started) * 1000))
+    return requests
+
+
+def render(request: list[Event]) -> str:
+    return " ".join(f"{name}@{at:.1f}" for name, at in request)
+
+
+@contextmanager
+def marked(events: list[Event]) -> Iterator[None]:
+    """Wrap the functions whose start or end is an event; restore them afterwards."""
+
+    def mark(name: str) -> None:
+        events.append((name, time.perf_counter()))
+
+    originals: list[tuple[Any, str, Any]] = []
+
+    def wrap(owner: Any, attribute: str, make: Callable[[Any], Any]) -> None:
+        original = getattr(owner, attribute)
+        originals.append((owner, attribute, original))
+        setattr(owner, attribute, make(original))
+
+    def around_post(original: Any) -> Any:
+        async def post_json(self: Any, *args: Any, **kwargs: Any) -> Any:
+            mark("send")
+            answer = await original(self, *args, **kwargs)
+            mark("recv")
+            return answer
+
+        return post_json
+
+    def after_parse(original: Any) -> Any:
+        def parse(self: Any, *args: Any) -> Any:
+            page = original(self, *args)
+            mark("parsed")
+            return page
+
+        return parse
+
+    def around_encode(original: Any) -> Any:
+        def encode_json(self: Any, data: object) -> bytes:
+            mark("encode")
+            encoded: bytes = original(self, data)
+            mark("encoded")
+            return encoded
+
+        return encode_json
+
+    def before_context(original: Any) -> Any:
+        async def get_context(self: Any, *args: Any, **kwargs: Any) -> Any:
+            mark("start")
+            return await original(self, *args, **kwargs)
+
+        return get_context
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            mark(f"gc{info['generation']}")
+
+    wrap(http.UpstreamHttp, "post_json", around_post)
+    wrap(oma.QueryResourceEndpoint, "parse", after_parse)
+    wrap(cbc.ResourcesQueryEndpoint, "parse", after_parse)
+    wrap(GatewayGraphQL, "encode_json", around_encode)
+    wrap(GatewayGraphQL, "get_context", before_context)
+    gc.callbacks.append(collected)
+    try:
+        yield
+    finally:
+        gc.callbacks.remove(collected)
+        for owner, attribute, original in reversed(originals):
+            setattr(owner, attribute, original)
+
+
+async def serve_and_replay(gateway: Gateway, body: Path, requests: int) -> None:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(gateway), host="127.0.0.1", port=port, log_config=None, access_log=False
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:  # noqa: ASYNC110 - uvicorn has a flag for this, not an event
+        await asyncio.sleep(0.05)
+    client = await asyncio.create_subprocess_exec(
+        "taskset", "-c", "1", sys.executable, "-m", "bench.load",
+        "--url", f"http://127.0.0.1:{port}/graphql", "--body", str(body), "--token", TOKEN,
+        "--concurrency", "1", "--requests", str(requests),
+        stdout=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await client.wait()
+    server.should_exit = True
+    await serving
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.timeline")
+    # s5 needs resource ids from the simulator; the other three are whole documents.
+    parser.add_argument("scenario", choices=["s1", "s2", "s3"])
+    parser.add_argument("--requests", type=int, default=25)
+    parser.add_argument("--latency", type=float, default=0.02)
+    args = parser.parse_args()
+    os.sched_setaffinity(0, {0})
+    sim_port = free_port()
+    sim = f"http://127.0.0.1:{sim_port}"
+    simulator = start_simulator(sim_port, subscriptions=1200, latency=args.latency)
+    events: list[Event] = []
+    try:
+        wait_up(f"{sim}/_sim/healthz")
+        settings = Settings.from_env(
+            {**gateway_env(sim), "GATEWAY_OMA_CACHE_TTL": "0", "GATEWAY_CBC_CACHE_TTL": "0"}
+        )
+        query = (HERE / "operations" / f"{OPERATIONS[args.scenario]}.graphql").read_text()
+        with tempfile.TemporaryDirectory() as scratch:
+            body = Path(scratch) / "body.json"
+            body.write_text(json.dumps({"query": query}))
+            gateway = Gateway.build(settings)
+            # As ``gateway serve`` runs: startup objects frozen, a young generation of 50,000.
+            gc.collect()
+            gc.freeze()
+            gc.set_threshold(50_000, 50, 100)
+            with marked(events):
+                asyncio.run(serve_and_replay(gateway, body, args.requests))
+    finally:
+        simulator.terminate()
+        simulator.wait(timeout=20)
+    requests = split_requests(events)[1:]  # the first warms connections up
+    if not requests:
+        print("no request was timed")
+        return 1
+    print(render(requests[len(requests) // 2]))
+    for name in ("recv", "parsed", "encode", "encoded"):
+        last = [max((at for event, at in r if event == name), default=0.0) for r in requests]
+        print(f"p50 of the last {name}: {statistics.median(last):.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
