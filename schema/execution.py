@@ -58,9 +58,9 @@ _PASSTHROUGH: dict[GraphQLScalarType, type] = {
 }
 
 # One selected leaf: (response name, attribute, non-null, passthrough type,
-# enum member -> name, coercion). An attribute of None means the passthrough slot
+# id of an enum member -> its name, coercion). An attribute of None means the passthrough slot
 # holds the value: __typename's name, or a LinkStep that computes it.
-LeafStep = tuple[str, str | None, bool, Any, Mapping[Any, str] | None, Callable[[Any], Any]]
+LeafStep = tuple[str, str | None, bool, Any, Mapping[int, str] | None, Callable[[Any], Any]]
 
 _FALLBACK: Any = object()
 
@@ -170,8 +170,8 @@ class LeafPlan:
                     result[name] = None
                 elif type(value) is passthrough:
                     result[name] = value
-                elif names is not None and value in names:
-                    result[name] = names[value]
+                elif names is not None and (text := names.get(id(value))) is not None:
+                    result[name] = text
                 elif type(value) not in _PLAIN_TYPES and not _is_plain(value):
                     return None
                 else:
@@ -204,9 +204,11 @@ def _is_plain(value: Any) -> bool:
     return not (isinstance(value, Exception) or hasattr(value, "__await__") or value is Undefined)
 
 
-def _enum_names(enum_type: GraphQLEnumType) -> Mapping[Any, str] | None:
-    """Each member of the Python enum behind a Strawberry enum, with its GraphQL name,
-    as the type's own coercion names it."""
+def _enum_names(enum_type: GraphQLEnumType) -> Mapping[int, str] | None:
+    """Each member of the Python enum behind a Strawberry enum, by identity, with its
+    GraphQL name as the type's own coercion names it. By identity: members live as long
+    as their class, so no other value shares an id with one, and Enum's own hash is
+    Python code, dearer than the rest of the step."""
     wrapped = getattr(enum_type, "wrapped_cls", None)
     if not (isinstance(wrapped, type) and issubclass(wrapped, Enum)):
         return None
@@ -214,10 +216,10 @@ def _enum_names(enum_type: GraphQLEnumType) -> Mapping[Any, str] | None:
         # IntEnum and StrEnum members equal plain values (and other enums' members):
         # a lookup by equality could name a value the type's own coercion would not.
         return None
-    names: dict[Any, str] = {}
+    names: dict[int, str] = {}
     for member in wrapped:
         try:
-            names[member] = enum_type.coerce_output_value(member)
+            names[id(member)] = enum_type.coerce_output_value(member)
         except Exception:  # noqa: S112 - a member it refuses stays on the general path
             continue
     return names
