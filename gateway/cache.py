@@ -224,9 +224,6 @@ class _BytesSerializer(BaseSerializer):  # type: ignore[misc]
 class _RedisBackend:
     """Entries are ``b"<fetch time>|<codec bytes>"``; the lock of ``key`` is ``key:lock``."""
 
-    def get_now(self, key: str) -> _Entry | None:
-        return None  # every read is a round trip
-
     def __init__(self, settings: CacheSettings) -> None:
         parts = urlsplit(settings.url)
         # A zero timeout would fail every call; it means "no limit" instead.
@@ -290,6 +287,9 @@ class _RedisBackend:
         except Exception:  # an entry of another version or a corrupt one is a miss
             logger.warning("unreadable cache entry ignored", extra={"key": key})
             return None
+
+    def get_now(self, key: str) -> _Entry | None:
+        return None  # every read is a round trip
 
     async def get(self, key: str, codec: Codec[Any]) -> _Entry | None:
         raw: bytes | None = await self._call(lambda: self._cache.get(key))
@@ -395,10 +395,9 @@ class PageCache:
         rendered = key.render()
         if not refresh:
             # A fresh entry in this process answers at once: no task, no shield, no await.
-            entry = self._backend.get_now(rendered)
-            if entry is not None and entry.age() < ttl:
-                CACHE_EVENTS.labels(key.upstream, "hit").inc()
-                return CacheResult(entry.value, "hit")
+            value = self._fresh_here(key, rendered, ttl)
+            if value is not None:
+                return CacheResult(value, "hit")
         flight_key = f"refresh:{rendered}" if refresh else rendered
         flight = self._flights.get(flight_key)
         joined = flight is not None and not flight.done()
@@ -418,7 +417,12 @@ class PageCache:
         no fetch. For callers that can skip a whole chain of coroutines when warm."""
         if ttl <= 0:
             return None
-        entry = self._backend.get_now(key.render())
+        return self._fresh_here(key, key.render(), ttl)
+
+    def _fresh_here(self, key: CacheKey, rendered: str, ttl: float) -> Any | None:
+        """The value of a fresh entry the backend holds in this process (a hit), or None.
+        Cached values are pages, never None."""
+        entry = self._backend.get_now(rendered)
         if entry is None or entry.age() >= ttl:
             return None
         CACHE_EVENTS.labels(key.upstream, "hit").inc()

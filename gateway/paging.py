@@ -68,23 +68,17 @@ async def fetch_all(
     into thousands of upstream calls); the caller learns the true total.
     """
     first = await fetch(0, page_size)
-    total = first.total
-    wanted = min(total, max_records)
-    if len(first.records) >= wanted or len(first.records) < page_size:
-        return [first], total
+    spans = _spans_after_first(first, page_size, max_records)
+    if not spans:
+        return [first], first.total
     gate = asyncio.Semaphore(max_concurrency)
 
     async def bounded(start: int, limit: int) -> PageT:
         async with gate:
             return await fetch(start, limit)
 
-    rest = await asyncio.gather(
-        *(
-            bounded(start, limit)
-            for start, limit in page_spans(page_size, wanted - page_size, page_size)
-        )
-    )
-    return [first, *rest], total
+    rest = await asyncio.gather(*(bounded(start, limit) for start, limit in spans))
+    return [first, *rest], first.total
 
 
 def cached_all(
@@ -95,17 +89,24 @@ def cached_all(
     first = peek(0, page_size)
     if first is None:
         return None
-    total = first.total
-    wanted = min(total, max_records)
-    if len(first.records) >= wanted or len(first.records) < page_size:
-        return [first], total
     pages = [first]
-    for start, limit in page_spans(page_size, wanted - page_size, page_size):
+    for start, limit in _spans_after_first(first, page_size, max_records):
         page = peek(start, limit)
         if page is None:
             return None
         pages.append(page)
-    return pages, total
+    return pages, first.total
+
+
+def _spans_after_first(
+    first: Page[object], page_size: int, max_records: int
+) -> list[tuple[int, int]]:
+    """The pages "everything" still needs once the first has told the total: none when
+    it held all there is (or all ``max_records`` allows), or ran short of a full page."""
+    wanted = min(first.total, max_records)
+    if len(first.records) >= wanted or len(first.records) < page_size:
+        return []
+    return page_spans(page_size, wanted - page_size, page_size)
 
 
 def records_of(pages: Sequence[Page[T]]) -> list[T]:

@@ -43,11 +43,9 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.field import StrawberryField
 
 from schema.links import NOT_READY, Link
-from schema.prefetch import Lookahead, field_arguments, field_link
+from schema.prefetch import Lookahead, field_arguments, field_link, plain_attribute
 
 # Values of these exact types are already what their scalar outputs (graphql-core's
 # own coercion returns them unchanged).
@@ -237,14 +235,8 @@ def _leaf_step(
         return None
     if any(node.selection_set for node in nodes):
         return None
-    definition = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    # Strawberry marks the resolver of a field with no resolver, permission or
-    # extension (a plain attribute read) with ``_is_default``.
-    if not (
-        isinstance(definition, StrawberryField)
-        and getattr(field_def.resolve, "_is_default", False)
-        and definition.default_resolver is getattr
-    ):
+    definition = plain_attribute(field_def)
+    if definition is None:
         return None
     return_type: GraphQLOutputType = field_def.type
     non_null = isinstance(return_type, GraphQLNonNull)

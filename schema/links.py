@@ -58,17 +58,16 @@ class Link(Generic[S, K, V, R]):
         return {LINK: self}
 
     def resolve(self, context: HasLoaders, source: S, arguments: Mapping[str, Any]) -> Any:
-        """The resolver's answer: ``R``, or an awaitable of it while loading."""
+        """The resolver's answer: ``R`` when loaded, else an awaitable of it (which also
+        raises a failed load's error)."""
         key = self.key(source, arguments)
         if key is None:
             return self.empty
         loaders = context.loaders
+        value = self._loaded(loaders, key)
+        if value is not NOT_READY:
+            return value
         loader = self.loader(loaders)
-        future = _remembered(loader, key)
-        if future is not None and future.done() and not future.cancelled():
-            # result() raises the load's own error with its own traceback, as awaiting
-            # would; the exception is shared, so its traceback must not grow per raise.
-            return self._converted(loaders, asyncio.ensure_future(future))
         if not loader.cache:
             return self._convert_when_loaded(loader.load(key))
         return self._when_loaded(loaders, asyncio.ensure_future(loader.load(key)))
@@ -78,16 +77,7 @@ class Link(Generic[S, K, V, R]):
         key = self.key(source, arguments)
         if key is None:
             return self.empty
-        loaders = context.loaders
-        future = _remembered(self.loader(loaders), key)
-        if (
-            future is None
-            or not future.done()
-            or future.cancelled()
-            or future.exception() is not None
-        ):
-            return NOT_READY  # type: ignore[no-any-return]
-        return self._converted(loaders, asyncio.ensure_future(future))
+        return self._loaded(context.loaders, key)
 
     def prefetch(
         self, context: HasLoaders, sources: Sequence[S], arguments: Mapping[str, Any]
@@ -122,6 +112,17 @@ class Link(Generic[S, K, V, R]):
             elif value is not None:
                 children.append(value)
         return children
+
+    def _loaded(self, loaders: Loaders, key: K) -> R:
+        future = _remembered(self.loader(loaders), key)
+        if (
+            future is None
+            or not future.done()
+            or future.cancelled()
+            or future.exception() is not None
+        ):
+            return NOT_READY  # type: ignore[no-any-return]
+        return self._converted(loaders, future)
 
     def _converted(self, loaders: Loaders, future: asyncio.Future[V]) -> R:
         memo = loaders.converted

@@ -43,13 +43,34 @@ from strawberry.types.field import StrawberryField
 from schema.links import LINK, Link
 
 
+def strawberry_field(field_def: GraphQLField) -> StrawberryField | None:
+    """The Strawberry field behind a graphql-core field, if there is one."""
+    definition = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
+    return definition if isinstance(definition, StrawberryField) else None
+
+
+def plain_attribute(field_def: GraphQLField) -> StrawberryField | None:
+    """The Strawberry field behind a field read as a plain attribute (no arguments, and
+    no resolver, permission or extension: Strawberry marks such a resolver
+    ``_is_default``), else None."""
+    definition = strawberry_field(field_def)
+    if (
+        definition is None
+        or field_def.args
+        or not getattr(field_def.resolve, "_is_default", False)
+        or definition.default_resolver is not getattr
+    ):
+        return None
+    return definition
+
+
 def field_arguments(
     field_def: GraphQLField, node: FieldNode, variables: VariableValues, strawberry_schema: Any
 ) -> dict[str, Any]:
     """A field's arguments by Python name, converted as Strawberry converts them for the
     resolver (enums as members, inputs as their classes)."""
-    definition = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if not isinstance(definition, StrawberryField):
+    definition = strawberry_field(field_def)
+    if definition is None:
         raise TypeError(f"{node.name.value} is not a Strawberry field")
     return convert_arguments(
         get_argument_values(field_def, node, variables),
@@ -63,8 +84,8 @@ def field_link(field_def: GraphQLField) -> Link[Any, Any, Any, Any] | None:
     """The link of a field answered from a loader, unless something runs around its
     resolver (a field extension, a permission): such a field is left to its resolver,
     which must decide first whether anything is loaded at all."""
-    definition = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    if not isinstance(definition, StrawberryField):
+    definition = strawberry_field(field_def)
+    if definition is None:
         return None
     link = definition.metadata.get(LINK)
     if not isinstance(link, Link) or definition.extensions or definition.permission_classes:
@@ -135,8 +156,7 @@ class Lookahead:
         if field_def is None:
             return None
         child_type = _object_type(field_def.type)
-        definition = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-        if child_type is None or not isinstance(definition, StrawberryField):
+        if child_type is None:
             return None
         link = field_link(field_def)
         children: Sequence[Any] | Awaitable[Sequence[Any]]
@@ -144,8 +164,8 @@ class Lookahead:
             if link is not None:
                 arguments = field_arguments(field_def, node, self._variables, self._schema)
                 children = link.prefetch(self._context, sources, arguments)
-            elif definition.metadata.get(LINK) is None and _plain_attribute(field_def):
-                children = _attribute_values(sources, definition.python_name)
+            elif (attribute := plain_attribute(field_def)) is not None:
+                children = _attribute_values(sources, attribute.python_name)
             else:
                 return None
         except Exception:
@@ -197,13 +217,8 @@ def _attribute_values(sources: Sequence[Any], attribute: str) -> list[Any]:
     return values
 
 
-def _plain_attribute(field_def: GraphQLField) -> bool:
-    """A field Strawberry reads as an attribute: no resolver, no arguments, nothing around."""
-    return bool(getattr(field_def.resolve, "_is_default", False)) and not field_def.args
-
-
 def _is_object(value: Any) -> bool:
     return value is not None and not isinstance(value, Exception)
 
 
-__all__ = ["Lookahead", "field_arguments", "field_link"]
+__all__ = ["Lookahead", "field_arguments", "field_link", "plain_attribute", "strawberry_field"]

@@ -19,6 +19,8 @@ from schema.types import (
     PageInfo,
     SoftwareSubscription,
     SoftwareSubscriptionConnection,
+    family_head,
+    resource_list,
 )
 
 SUBSCRIPTIONS = "subscriptions"
@@ -104,7 +106,7 @@ class Query:
         page = await context.upstreams.cbc.fetch_resource_range(
             context.caller("cbc"), query, offset=offset, count=count
         )
-        nodes = [CloudResource.from_record(record) for record in page.records]
+        nodes = resource_list(page.records)
         return CloudResourceConnection(
             total_count=page.total,
             page_info=page_info(RESOURCES, offset, len(nodes), page.total),
@@ -119,7 +121,7 @@ class Query:
     ) -> CloudResource | None:
         check_resource_ids([resource_id])
         family = await info.context.loaders.resource_family.load(resource_id)
-        return CloudResource.from_record(family.record) if family.record else None
+        return family_head(family)
 
     @strawberry.field(
         description=(
@@ -132,7 +134,7 @@ class Query:
     ) -> list[CloudResource | None] | None:
         check_resource_ids(resource_ids)
         families = await info.context.loaders.resource_family.load_many(list(resource_ids))
-        return [CloudResource.from_record(f.record) if f.record else None for f in families]
+        return [family_head(family) for family in families]
 
 
 def check_resource_ids(resource_ids: list[strawberry.ID]) -> None:

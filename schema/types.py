@@ -53,12 +53,12 @@ def family_head(family: ResourceFamily) -> CloudResource | None:
     return CloudResource.from_record(family.record) if family.record else None
 
 
-def family_attached(family: ResourceFamily) -> list[CloudResource]:
-    return [CloudResource.from_record(record) for record in family.attached]
-
-
 def resource_list(records: Sequence[ResourceRecord]) -> list[CloudResource]:
     return [CloudResource.from_record(record) for record in records]
+
+
+def family_attached(family: ResourceFamily) -> list[CloudResource]:
+    return resource_list(family.attached)
 
 
 def parent_key(resource: CloudResource, arguments: Mapping[str, Any]) -> str | None:
