@@ -24,7 +24,7 @@ from gateway.cache import Codec
 from gateway.caller import Caller
 from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
-from gateway.fields import read_int, read_text, read_time
+from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
 from gateway.paging import cached_all, chunks, fetch_all, fetch_range, records_of
 from gateway.times import format_cbc_time, parse_cbc_time
 from gateway.upstream import UpstreamClient, classify_http_failure
@@ -75,28 +75,41 @@ class ResourcePage:
     total: int
 
 
+_CBC_TIME = time_kind(parse_cbc_time, {str: parse_cbc_time})
+# CBC's names, in the order of ResourceRecord's fields.
+_RESOURCE_FIELDS = RecordFields(
+    [
+        ("id", TEXT),
+        ("resource_id", TEXT),
+        ("resource_name", TEXT),
+        ("region_code", TEXT),
+        ("service_type_code", TEXT),
+        ("resource_type_code", TEXT),
+        ("resource_spec_code", TEXT),
+        ("project_id", TEXT),
+        ("product_id", TEXT),
+        ("parent_resource_id", TEXT),
+        ("is_main_resource", INT),
+        ("status", INT),
+        ("effective_time", _CBC_TIME),
+        ("expire_time", _CBC_TIME),
+        ("expire_policy", INT),
+    ]
+)
+_PARENT = ResourceRecord._fields.index("parent_resource_id")
+_IS_MAIN = ResourceRecord._fields.index("is_main_resource")
+
+
 def parse_resource(record: Mapping[str, Any]) -> ResourceRecord:
-    resource_id = read_text(record, "resource_id")
+    values = _RESOURCE_FIELDS.read(record)
+    resource_id = values[1]
     if not resource_id:
         raise ValueError("a resource record without resource_id")
-    return ResourceRecord(
-        id=read_text(record, "id") or resource_id,
-        resource_id=resource_id,
-        name=read_text(record, "resource_name"),
-        region_code=read_text(record, "region_code"),
-        service_type_code=read_text(record, "service_type_code"),
-        resource_type_code=read_text(record, "resource_type_code"),
-        spec_code=read_text(record, "resource_spec_code"),
-        project_id=read_text(record, "project_id"),
-        product_id=read_text(record, "product_id"),
-        # An empty parent id means "none", not a resource named "".
-        parent_resource_id=read_text(record, "parent_resource_id") or None,
-        is_main_resource=read_int(record, "is_main_resource") == 1,
-        status=read_int(record, "status"),
-        effective_at=read_time(record, "effective_time", parse_cbc_time),
-        expires_at=read_time(record, "expire_time", parse_cbc_time),
-        expire_policy=read_int(record, "expire_policy"),
-    )
+    values[0] = values[0] or resource_id
+    # An empty parent id means "none", not a resource named "".
+    values[_PARENT] = values[_PARENT] or None
+    values[_IS_MAIN] = values[_IS_MAIN] == 1
+    return ResourceRecord._make(values)
 
 
 class ResourcesQueryEndpoint:

@@ -22,9 +22,9 @@ from gateway.cache import Codec
 from gateway.caller import Caller
 from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
-from gateway.fields import read_int, read_text, read_time
+from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
 from gateway.paging import fetch_all, fetch_range, records_of
-from gateway.times import parse_epoch_ms, to_epoch_ms
+from gateway.times import from_epoch_ms, parse_epoch_ms, to_epoch_ms
 from gateway.upstream import UpstreamClient, classify_http_failure
 
 UPSTREAM = "oma"
@@ -88,44 +88,52 @@ class SubscriptionPage:
     total: int
 
 
+_EPOCH_MS = time_kind(parse_epoch_ms, {int: from_epoch_ms})
+# OMA's names, in the order of SubscriptionRecord's fields.
+_SUBSCRIPTION_FIELDS = RecordFields(
+    [
+        ("id", TEXT),
+        ("orderId", TEXT),
+        ("status", INT),
+        ("createTime", _EPOCH_MS),
+        ("modifyTime", _EPOCH_MS),
+        ("expireTime", _EPOCH_MS),
+        ("cecExpireTime", _EPOCH_MS),
+        ("skuName", TEXT),
+        ("skuCode", TEXT),
+        ("procutName", TEXT),
+        ("productId", TEXT),
+        ("orderAmount", TEXT),
+        ("amount", INT),
+        ("periodNumber", INT),
+        ("periodType", TEXT),
+        ("opType", TEXT),
+        ("remark", TEXT),
+        ("customerId", TEXT),
+        ("customerName", TEXT),
+        ("company", TEXT),
+        ("vdnId", TEXT),
+        ("cecTenantId", TEXT),
+        ("cecTenantName", TEXT),
+        ("cecFeatureType", TEXT),
+        ("createSource", TEXT),
+        ("manualStatus", TEXT),
+        ("autoStatus", TEXT),
+        ("trialFlag", INT),
+        ("retryTimes", INT),
+    ]
+)
+_TRIAL = SubscriptionRecord._fields.index("trial")
+
+
 def parse_subscription(record: Mapping[str, Any]) -> SubscriptionRecord:
     """One record of ``result``; raises ``ValueError`` only when it cannot be identified."""
-    ident = read_text(record, "id")
-    order_id = read_text(record, "orderId")
-    if not ident or not order_id:
+    values = _SUBSCRIPTION_FIELDS.read(record)
+    if not values[0] or not values[1]:
         raise ValueError("a subscription record without id or orderId")
-    trial_flag = read_int(record, "trialFlag")
-    return SubscriptionRecord(
-        id=ident,
-        order_id=order_id,
-        status=read_int(record, "status"),
-        created_at=read_time(record, "createTime", parse_epoch_ms),
-        modified_at=read_time(record, "modifyTime", parse_epoch_ms),
-        expires_at=read_time(record, "expireTime", parse_epoch_ms),
-        cec_expires_at=read_time(record, "cecExpireTime", parse_epoch_ms),
-        sku_name=read_text(record, "skuName"),
-        sku_code=read_text(record, "skuCode"),
-        charging_mode=read_text(record, "procutName"),
-        product_id=read_text(record, "productId"),
-        order_amount=read_text(record, "orderAmount"),
-        quantity=read_int(record, "amount"),
-        period_number=read_int(record, "periodNumber"),
-        period_type=read_text(record, "periodType"),
-        operation_type=read_text(record, "opType"),
-        remark=read_text(record, "remark"),
-        customer_id=read_text(record, "customerId"),
-        customer_name=read_text(record, "customerName"),
-        company=read_text(record, "company"),
-        vdn_id=read_text(record, "vdnId"),
-        cec_tenant_id=read_text(record, "cecTenantId"),
-        cec_tenant_name=read_text(record, "cecTenantName"),
-        cec_feature_type=read_text(record, "cecFeatureType"),
-        create_source=read_text(record, "createSource"),
-        manual_status=read_text(record, "manualStatus"),
-        auto_status=read_text(record, "autoStatus"),
-        trial=None if trial_flag is None else trial_flag != 0,
-        retry_times=read_int(record, "retryTimes"),
-    )
+    trial_flag = values[_TRIAL]
+    values[_TRIAL] = None if trial_flag is None else trial_flag != 0
+    return SubscriptionRecord._make(values)
 
 
 class QueryResourceEndpoint:

@@ -121,3 +121,18 @@ def test_cbc_time_refuses_impossible_dates(value: str) -> None:
 
 def test_cbc_time_still_reads_unpadded_fields() -> None:
     assert parse_cbc_time("2023-3-5T8:07:04Z") == datetime(2023, 3, 5, 8, 7, 4, tzinfo=UTC)
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=8)), timezone(timedelta(0))]),
+    )
+)
+def test_iso_output_is_isoformat_in_utc_to_the_millisecond(moment: datetime) -> None:
+    # The formatter is orjson's; the contract is the stdlib's ISO-8601, cut after the
+    # seconds or the milliseconds.
+    text = moment.astimezone(UTC).isoformat()
+    expected = (text[:23] if moment.microsecond >= 1000 else text[:19]) + "Z"
+    assert format_iso(moment) == expected

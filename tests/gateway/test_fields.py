@@ -1,0 +1,81 @@
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
+from gateway.times import from_epoch_ms, parse_cbc_time, parse_epoch_ms
+
+EPOCH_MS = time_kind(parse_epoch_ms, {int: from_epoch_ms})
+CBC_TIME = time_kind(parse_cbc_time, {str: parse_cbc_time})
+FIELDS = [("a", TEXT), ("b", INT), ("c", EPOCH_MS), ("d", CBC_TIME), ("e", INT)]
+
+# What upstream JSON can put in a field, odd forms included: numbers as strings, padded
+# numbers, empty strings, booleans, out-of-range times, nested values.
+json_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", " 7 ", "12", "1.0", "x", "2023-03-23T08:07:34Z", "1679558854000"]),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+)
+records = st.dictionaries(st.sampled_from(["a", "b", "c", "d", "e", "z"]), json_values)
+
+
+def typed(values: list[Any]) -> list[tuple[type, Any]]:
+    # With their types: True == 1, and a reader never answers True for an INT.
+    return [(type(value), value) for value in values]
+
+
+def one_by_one(record: dict[str, Any]) -> list[tuple[type, Any]]:
+    return typed([kind.read(record, name) for name, kind in FIELDS])
+
+
+@given(st.lists(records, min_size=1, max_size=6))
+def test_reading_a_record_at_once_gives_what_each_reader_gives(batch: list[dict[str, Any]]) -> None:
+    logging.disable(logging.WARNING)
+    try:
+        fields = RecordFields(FIELDS)
+        # Twice: the second pass reads through the plans the first one made.
+        for record in batch + batch:
+            assert typed(fields.read(record)) == one_by_one(record)
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_a_field_the_quick_way_cannot_read_warns_as_its_reader_does(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    fields = RecordFields([("amount", INT), ("at", EPOCH_MS)])
+    with caplog.at_level(logging.WARNING, logger="gateway.upstream"):
+        assert fields.read({"amount": "12", "at": 1679558854000}) == [
+            12,
+            from_epoch_ms(1679558854000),
+        ]
+        assert not caplog.records
+        assert fields.read({"amount": "twelve", "at": 10**20}) == [None, None]
+    assert [record.getMessage() for record in caplog.records] == [
+        "field is not an integer",
+        "unparseable time",
+    ]
+
+
+def test_new_combinations_of_types_beyond_the_bound_are_read_without_a_plan() -> None:
+    fields = RecordFields([(str(index), TEXT) for index in range(8)])
+    # 2**8 combinations of str and int: more than the plans kept.
+    for mask in range(256):
+        record = {str(index): (index if mask >> index & 1 else str(index)) for index in range(8)}
+        assert fields.read(record) == [str(index) for index in range(8)]
+    assert len(fields._plans) <= 64
+
+
+def test_the_readers_still_read_one_field() -> None:
+    assert read_text({"a": 5.0}, "a") == "5"
+    assert read_int({"a": " 7 "}, "a") == 7
