@@ -96,16 +96,18 @@ _RESOURCE_FIELDS = RecordFields(
         ("expire_policy", INT),
     ]
 )
-_PARENT = ResourceRecord._fields.index("parent_resource_id")
-_IS_MAIN = ResourceRecord._fields.index("is_main_resource")
+_ID, _RESOURCE_ID, _PARENT, _IS_MAIN = (
+    ResourceRecord._fields.index(f)
+    for f in ("id", "resource_id", "parent_resource_id", "is_main_resource")
+)
 
 
 def parse_resource(record: Mapping[str, Any]) -> ResourceRecord:
     values = _RESOURCE_FIELDS.read(record)
-    resource_id = values[1]
+    resource_id = values[_RESOURCE_ID]
     if not resource_id:
         raise ValueError("a resource record without resource_id")
-    values[0] = values[0] or resource_id
+    values[_ID] = values[_ID] or resource_id
     # An empty parent id means "none", not a resource named "".
     values[_PARENT] = values[_PARENT] or None
     values[_IS_MAIN] = values[_IS_MAIN] == 1

@@ -123,13 +123,13 @@ _SUBSCRIPTION_FIELDS = RecordFields(
         ("retryTimes", INT),
     ]
 )
-_TRIAL = SubscriptionRecord._fields.index("trial")
+_ID, _ORDER_ID, _TRIAL = (SubscriptionRecord._fields.index(f) for f in ("id", "order_id", "trial"))
 
 
 def parse_subscription(record: Mapping[str, Any]) -> SubscriptionRecord:
     """One record of ``result``; raises ``ValueError`` only when it cannot be identified."""
     values = _SUBSCRIPTION_FIELDS.read(record)
-    if not values[0] or not values[1]:
+    if not values[_ID] or not values[_ORDER_ID]:
         raise ValueError("a subscription record without id or orderId")
     trial_flag = values[_TRIAL]
     values[_TRIAL] = None if trial_flag is None else trial_flag != 0
