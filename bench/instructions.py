@@ -32,8 +32,8 @@ from pathlib import Path
 import httpx
 import orjson
 
-from bench.profile import OPERATIONS
-from bench.run import HERE, TOKEN, gateway_env
+from bench.profile import operation_query
+from bench.run import TOKEN, cache_env, gateway_env
 from gateway.app import create_app
 from gateway.cli import tune_garbage_collector
 from gateway.config import Settings
@@ -78,15 +78,12 @@ class Replaying(httpx.AsyncBaseTransport):
 
 
 def settings(warm: bool) -> Settings:
-    env = gateway_env("http://simulator")
-    if not warm:
-        env |= {"GATEWAY_OMA_CACHE_TTL": "0", "GATEWAY_CBC_CACHE_TTL": "0"}
-    return Settings.from_env(env)
+    return Settings.from_env({**gateway_env("http://simulator"), **cache_env(warm)})
 
 
 def operation(scenario: str) -> bytes:
-    name = OPERATIONS["s2" if scenario == "s4" else scenario]
-    return json.dumps({"query": (HERE / "operations" / f"{name}.graphql").read_text()}).encode()
+    # s4 is s2's operation with a warm cache.
+    return json.dumps({"query": operation_query("s2" if scenario == "s4" else scenario)}).encode()
 
 
 async def post(client: httpx.AsyncClient, body: bytes) -> bytes:

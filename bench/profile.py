@@ -25,6 +25,7 @@ import httpx
 from bench.run import (
     HERE,
     TOKEN,
+    cache_env,
     cpu_seconds,
     free_port,
     gateway_env,
@@ -40,6 +41,13 @@ OPERATIONS = {
     "s3": "s3_subscriptions_1000",
     "s5": "s5_resources_by_ids_200",
 }
+
+
+def operation_query(scenario: str) -> str:
+    """The GraphQL text of a scenario's checked-in operation."""
+    return (HERE / "operations" / f"{OPERATIONS[scenario]}.graphql").read_text()
+
+
 OWN_CODE = re.compile(r"\((gateway|schema)/")
 
 
@@ -79,13 +87,7 @@ def main() -> int:
 
     sim_port, port = free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
-    ttl = "3600" if args.warm else "0"
-    env = {
-        **gateway_env(sim),
-        "GATEWAY_PORT": str(port),
-        "GATEWAY_OMA_CACHE_TTL": ttl,
-        "GATEWAY_CBC_CACHE_TTL": ttl,
-    }
+    env = {**gateway_env(sim), **cache_env(args.warm), "GATEWAY_PORT": str(port)}
     simulator = start_simulator(sim_port, subscriptions=1200, latency=args.latency)
     gateway = start_gateway(env)
     try:
@@ -97,8 +99,7 @@ def main() -> int:
                 f"{sim}{CBC_PATH}", json={"limit": 200}, headers={"X-Auth-Token": TOKEN}
             )
             variables = {"ids": [r["resource_id"] for r in answer.json()["data"]]}
-        query = (HERE / "operations" / f"{OPERATIONS[args.scenario]}.graphql").read_text()
-        body = {"query": query, "variables": variables}
+        body = {"query": operation_query(args.scenario), "variables": variables}
         url = f"http://127.0.0.1:{port}/graphql"
         with httpx.Client(timeout=120, headers={"X-Auth-Token": TOKEN}) as client:
             for _ in range(3):  # parser and validation caches, connections, the page cache

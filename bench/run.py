@@ -123,6 +123,12 @@ def gateway_env(sim: str) -> dict[str, str]:
     }
 
 
+def cache_env(warm: bool) -> dict[str, str]:
+    """Page caching as the scenarios run it: off when cold, an hour when warm."""
+    ttl = "3600" if warm else "0"
+    return {"GATEWAY_OMA_CACHE_TTL": ttl, "GATEWAY_CBC_CACHE_TTL": ttl}
+
+
 def start_gateway(env: dict[str, str], module: str = "gateway.cli") -> subprocess.Popen[bytes]:
     """``gateway serve`` (or a build of it, such as ``bench.naive``) pinned to core 0."""
     command = [sys.executable, "-m", module] + (["serve"] if module == "gateway.cli" else [])
@@ -357,20 +363,14 @@ def main() -> int:
     sim_port, cold_port, warm_port, naive_port = (free_port() for _ in range(4))
     sim = f"http://127.0.0.1:{sim_port}"
     common = gateway_env(sim)
-    no_cache = {"GATEWAY_OMA_CACHE_TTL": "0", "GATEWAY_CBC_CACHE_TTL": "0"}
     processes = {
         "simulator": start_simulator(sim_port, subscriptions=1200, latency=args.latency),
-        "gateway": start_gateway({**common, **no_cache, "GATEWAY_PORT": str(cold_port)}),
+        "gateway": start_gateway({**common, **cache_env(False), "GATEWAY_PORT": str(cold_port)}),
         "gateway_warm": start_gateway(
-            {
-                **common,
-                "GATEWAY_PORT": str(warm_port),
-                "GATEWAY_OMA_CACHE_TTL": "3600",
-                "GATEWAY_CBC_CACHE_TTL": "3600",
-            },
+            {**common, **cache_env(True), "GATEWAY_PORT": str(warm_port)}
         ),
         "naive": start_gateway(
-            {**common, **no_cache, "GATEWAY_PORT": str(naive_port)}, module="bench.naive"
+            {**common, **cache_env(False), "GATEWAY_PORT": str(naive_port)}, module="bench.naive"
         ),
     }
     try:

@@ -27,8 +27,8 @@ from typing import Any
 
 import uvicorn
 
-from bench.profile import OPERATIONS
-from bench.run import HERE, TOKEN, free_port, gateway_env, start_simulator, wait_up
+from bench.profile import operation_query
+from bench.run import TOKEN, cache_env, free_port, gateway_env, start_simulator, wait_up
 from gateway import cbc, http, oma
 from gateway.app import GatewayGraphQL, create_app
 from gateway.config import Settings
@@ -154,10 +154,8 @@ def main() -> int:
     events: list[Event] = []
     try:
         wait_up(f"{sim}/_sim/healthz")
-        settings = Settings.from_env(
-            {**gateway_env(sim), "GATEWAY_OMA_CACHE_TTL": "0", "GATEWAY_CBC_CACHE_TTL": "0"}
-        )
-        query = (HERE / "operations" / f"{OPERATIONS[args.scenario]}.graphql").read_text()
+        settings = Settings.from_env({**gateway_env(sim), **cache_env(False)})
+        query = operation_query(args.scenario)
         with tempfile.TemporaryDirectory() as scratch:
             body = Path(scratch) / "body.json"
             body.write_text(json.dumps({"query": query}))

@@ -33,7 +33,7 @@ from aiocache.serializers import BaseSerializer, NullSerializer
 
 from gateway.config import CacheSettings
 from gateway.errors import UpstreamError
-from gateway.metrics import CACHE_BACKEND_UP, CACHE_EVENTS
+from gateway.metrics import CACHE_BACKEND_UP, CACHE_EVENTS, LabelledChildren
 
 logger = logging.getLogger("gateway.cache")
 
@@ -362,6 +362,7 @@ class PageCache:
         self.settings = settings
         self._backend = backend
         self._flights: dict[str, asyncio.Task[CacheResult[Any]]] = {}
+        self._events = LabelledChildren(CACHE_EVENTS)  # a warm request counts hundreds
 
     @classmethod
     def from_settings(cls, settings: CacheSettings) -> PageCache:
@@ -409,7 +410,7 @@ class PageCache:
         result: CacheResult[T] = await asyncio.shield(flight)
         if joined and result.source == "miss":
             result = CacheResult(result.value, "hit")  # no upstream call of its own
-        CACHE_EVENTS.labels(key.upstream, result.source).inc()
+        self._events(key.upstream, result.source).inc()
         return result
 
     def peek(self, key: CacheKey, *, ttl: float) -> Any | None:
@@ -425,7 +426,7 @@ class PageCache:
         entry = self._backend.get_now(rendered)
         if entry is None or entry.age() >= ttl:
             return None
-        CACHE_EVENTS.labels(key.upstream, "hit").inc()
+        self._events(key.upstream, "hit").inc()
         return entry.value
 
     def _landed(self, flight_key: str, flight: asyncio.Task[CacheResult[Any]]) -> None:

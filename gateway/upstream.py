@@ -23,7 +23,7 @@ from gateway.caller import Caller
 from gateway.config import UpstreamSettings
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.http import HttpAnswer, UpstreamHttp
-from gateway.metrics import UPSTREAM_CALLS, UPSTREAM_LATENCY
+from gateway.metrics import UPSTREAM_CALLS, UPSTREAM_LATENCY, LabelledChildren
 from gateway.resilience import UpstreamGuard
 
 logger = logging.getLogger("gateway.upstream")
@@ -74,7 +74,7 @@ class UpstreamClient(Generic[Qx, P]):
         self._url = http.url(endpoint.path)
         # Labelled metric children looked up once, not on every call.
         self._latency = UPSTREAM_LATENCY.labels(endpoint.upstream, endpoint.name)
-        self._outcomes: dict[str, Any] = {}
+        self._calls = LabelledChildren(UPSTREAM_CALLS)
         self._cache = cache
         self.guard = guard
 
@@ -170,12 +170,7 @@ class UpstreamClient(Generic[Qx, P]):
             raise
         finally:
             elapsed = time.perf_counter() - started
-            counter = self._outcomes.get(outcome)
-            if counter is None:
-                counter = self._outcomes[outcome] = UPSTREAM_CALLS.labels(
-                    name, endpoint.name, outcome
-                )
-            counter.inc()
+            self._calls(name, endpoint.name, outcome).inc()
             self._latency.observe(elapsed)
             # The extra dict costs more than the call when debug is off, as it usually is.
             if logger.isEnabledFor(logging.DEBUG):
