@@ -245,6 +245,8 @@ class CbcClient:
     ) -> ResourcePage | None:
         """What ``fetch_all_resources`` would answer, when every page of it is cached fresh
         in this process; else None. No upstream call, no await."""
+        if not self._client.serves_cached(caller):
+            return None  # cold: not even the page queries are worth building
         found = cached_all(
             lambda o, n: self._client.cached(caller, replace(query, offset=o, limit=n)),
             MAX_PAGE_SIZE,

@@ -54,7 +54,9 @@ class CircuitBreaker:
         self._opened_at: float | None = None
         # Identifies the half-open probe in flight, so only its own caller can free the slot.
         self._probe: object | None = None
-        BREAKER_STATE.labels(upstream).set(0)
+        # The labelled gauge looked up once: record_success runs on every answer.
+        self._state_gauge = BREAKER_STATE.labels(upstream)
+        self._state_gauge.set(0)
 
     @property
     def state(self) -> BreakerState:
@@ -75,7 +77,7 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = None
         self._probe = None
-        BREAKER_STATE.labels(self.upstream).set(0)
+        self._state_gauge.set(0)
 
     def record_failure(self) -> None:
         """The upstream failed: open at ``threshold`` consecutive failures. A failure while
@@ -89,7 +91,7 @@ class CircuitBreaker:
             )
         self._opened_at = self._clock()
         self._probe = None
-        BREAKER_STATE.labels(self.upstream).set(1)
+        self._state_gauge.set(1)
 
     def _admit(self) -> object | None:
         """``acquire``, returning a token when this call is the half-open probe.

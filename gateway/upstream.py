@@ -78,10 +78,15 @@ class UpstreamClient(Generic[Qx, P]):
         self._cache = cache
         self.guard = guard
 
+    def serves_cached(self, caller: Caller) -> bool:
+        """Whether ``cached`` can find anything for this caller: not with caching off,
+        nor for a caller who asked for fresh answers."""
+        return not caller.fresh and self.settings.cache_ttl > 0
+
     def cached(self, caller: Caller, query: Qx) -> P | None:
         """The page when this process's cache holds it fresh, else None (then ``fetch``).
         Never calls the upstream; a query ``fetch`` would refuse is None too."""
-        if caller.fresh or self.settings.cache_ttl <= 0:
+        if not self.serves_cached(caller):
             return None
         endpoint = self.endpoint
         try:

@@ -25,8 +25,27 @@ async def cookie_setting_upstream(request: Request) -> JSONResponse:
     return response
 
 
+async def echo_upstream(request: Request) -> JSONResponse:
+    """Says what arrived: the headers that frame the body, and the body."""
+    body = await request.body()
+    return JSONResponse(
+        {
+            "host": request.headers.get("host"),
+            "content-length": request.headers.get("content-length"),
+            "transfer-encoding": request.headers.get("transfer-encoding"),
+            "token": request.headers.get("x-auth-token"),
+            "body": body.decode(),
+        }
+    )
+
+
 TIMEOUTS = httpx.Timeout(5.0)
-APP = Starlette(routes=[Route("/query", cookie_setting_upstream, methods=["POST"])])
+APP = Starlette(
+    routes=[
+        Route("/query", cookie_setting_upstream, methods=["POST"]),
+        Route("/echo", echo_upstream, methods=["POST"]),
+    ]
+)
 
 
 async def test_a_cookie_set_for_one_caller_never_reaches_the_next_production_transport() -> None:
@@ -86,3 +105,51 @@ async def test_a_call_sends_the_body_token_and_json_headers_under_the_base_path(
     assert request.headers["accept"] == "application/json"
     assert "cookie" not in request.headers
     assert request.extensions["timeout"] == {"connect": 1.0, "read": 3.0, "write": 3.0, "pool": 3.0}
+
+
+async def test_the_body_arrives_framed_by_host_and_content_length_production_transport() -> None:
+    async with serve(APP) as url:
+        http = UpstreamHttp(dataclasses.replace(settings_for_tests().oma, base_url=url))
+        try:
+            answer = await http.post_json(
+                http.url("/echo"), '{"name": "été"}'.encode(), "alice", TIMEOUTS
+            )
+        finally:
+            await http.aclose()
+    assert orjson.loads(answer.content) == {
+        "host": url.removeprefix("http://"),
+        "content-length": str(len('{"name": "été"}'.encode())),
+        "transfer-encoding": None,
+        "token": "alice",
+        "body": '{"name": "été"}',
+    }
+
+
+async def test_a_call_carries_the_headers_httpx_would_give_its_body() -> None:
+    """The request is built with its headers set by hand: they must be the ones httpx
+    itself would set for ``content=`` (Host without a default port, Content-Length)."""
+    seen: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"{}")
+
+    for base_url in ("https://api.example", "http://api.example:8080/base"):
+        settings = dataclasses.replace(settings_for_tests().oma, base_url=base_url)
+        http = UpstreamHttp(settings, httpx.MockTransport(upstream))
+        await http.post_json(http.url("/q"), b'{"limit": 5}', "alice", TIMEOUTS)
+        await http.aclose()
+        [request] = seen
+        seen.clear()
+        by_httpx = httpx.Request(
+            "POST",
+            request.url,
+            headers=[
+                (k, v)
+                for k, v in request.headers.raw
+                if k.lower() not in (b"host", b"content-length")
+            ],
+            content=b'{"limit": 5}',
+        )
+        assert sorted(request.headers.multi_items()) == sorted(by_httpx.headers.multi_items())
+        assert request.headers["host"] == base_url.split("//")[1].split("/")[0]
