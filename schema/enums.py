@@ -90,4 +90,6 @@ def expire_policy(value: int | None) -> ExpirePolicy | None:
 
 
 def resource_status_codes(statuses: list[ResourceStatus] | None) -> tuple[int, ...]:
-    return tuple(sorted({RESOURCE_STATUS_CODES[s] for s in statuses or ()}))
+    if not statuses:
+        return ()  # the usual case, once per subscription: no filter
+    return tuple(sorted({RESOURCE_STATUS_CODES[s] for s in statuses}))

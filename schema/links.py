@@ -96,7 +96,14 @@ class Link(Generic[S, K, V, R]):
             return self._children(loaders, futures)
 
         async def when_loaded() -> Sequence[Any]:
-            await asyncio.wait(futures)
+            # A batch resolves all its futures at once, so waiting on each one still
+            # pending is one wake-up per batch, not a callback per key as
+            # ``asyncio.wait(futures)`` would add. ``wait`` rather than ``await``: it
+            # neither raises a failed load's error nor cancels the future if this
+            # task is cancelled (the resolvers share it).
+            for future in futures:
+                if not future.done():
+                    await asyncio.wait((future,))
             return self._children(loaders, futures)
 
         return when_loaded()

@@ -10,7 +10,7 @@ import asyncio
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from strawberry.dataloader import DataLoader
 
@@ -27,8 +27,11 @@ class ResourceFamily:
     attached: tuple[ResourceRecord, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class OrderResourcesKey:
+class OrderResourcesKey(NamedTuple):
+    """What one subscription's ``resources`` asks for. A NamedTuple: its hash is a
+    tuple's, in C, where a frozen dataclass's runs Python, and the lookahead, the
+    loader and the completion each hash one per subscription."""
+
     order_id: str
     only_main_resources: bool
     statuses: tuple[int, ...]
