@@ -234,7 +234,7 @@ class CbcClient:
         self, caller: Caller, query: ResourceQuery, *, max_records: int = 10_000
     ) -> ResourcePage:
         pages, total = await fetch_all(
-            lambda o, n: self._client.fetch(caller, replace(query, offset=o, limit=n)),
+            lambda o, n: self.fetch_resource_page(caller, replace(query, offset=o, limit=n)),
             MAX_PAGE_SIZE,
             max_records=max_records,
         )

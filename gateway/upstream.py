@@ -112,7 +112,7 @@ class UpstreamClient(Generic[Qx, P]):
         """One page for one caller: from the cache when fresh, else from the upstream."""
         endpoint = self.endpoint
         endpoint.validate(query)
-        # Partials, not closures and lambdas: a call is then two coroutine frames fewer.
+        # Partials, not a closure and a lambda: a call is one coroutine frame fewer.
         attempt = partial(self._attempt, caller, query)
         if self.settings.cache_ttl <= 0:
             # Caching off: no key to build, nothing to count.
