@@ -44,6 +44,7 @@ from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from schema.compiled import COMPILE_AFTER, Completion, compile_steps
 from schema.links import NOT_READY, Link
 from schema.prefetch import Lookahead, field_arguments, field_link, plain_attribute
 
@@ -95,12 +96,13 @@ class LinkStep:
             return _FALLBACK
         if value is None:
             return _FALLBACK if self.non_null else None
-        complete = self.plan.complete
         if not self.list_of:
-            result = complete(value)
+            result = self.plan.complete(value)
             return _FALLBACK if result is None else result
         if not isinstance(value, list | tuple):
             return _FALLBACK
+        self.plan.expect(len(value))
+        complete = self.plan.complete
         results: list[Any] = []
         for item in value:
             if item is None:
@@ -120,7 +122,7 @@ class LeafPlan:
     steps, and the rest (``others``: fields with resolvers or selections, or None
     when there are none) by graphql-core."""
 
-    __slots__ = ("order", "others", "others_last", "steps")
+    __slots__ = ("_uses", "complete", "order", "others", "others_last", "steps")
 
     def __init__(
         self, steps: list[LeafStep], others: GroupedFieldSet | None, order: list[str]
@@ -128,6 +130,10 @@ class LeafPlan:
         self.steps = steps
         self.others = others
         self.order = order
+        # The object's result, or None where graphql-core must decide: by the steps at
+        # first, by generated code (``schema.compiled``) once the plan has done many.
+        self.complete: Completion = self._counted
+        self._uses = 0
         plain = {step[0] for step in steps}
         # Usually the leaves come first in a selection, and a plain update keeps the order.
         self.others_last = all(
@@ -147,8 +153,26 @@ class LeafPlan:
                 merged[name] = others[name]
         return merged
 
-    def complete(self, source: Any) -> dict[str, Any] | None:
-        """The object's result, or None where graphql-core must decide."""
+    def expect(self, count: int) -> None:
+        """``count`` more objects to complete: the plan compiles once they make enough."""
+        if self._uses < COMPILE_AFTER:
+            self._uses += count
+            if self._uses >= COMPILE_AFTER:
+                compiled = compile_steps(
+                    self.steps,
+                    is_link=_is_link_step,
+                    is_int=_is_int_coercion,
+                    plain=_PLAIN_TYPES,
+                    fallback=_FALLBACK,
+                )
+                self.complete = compiled if compiled is not None else self.by_steps
+
+    def _counted(self, source: Any) -> dict[str, Any] | None:
+        self.expect(1)
+        return self.by_steps(source)
+
+    def by_steps(self, source: Any) -> dict[str, Any] | None:
+        """The object's result by looping over the steps."""
         result: dict[str, Any] = {}
         try:
             for name, attribute, non_null, passthrough, names, coerce in self.steps:
@@ -191,6 +215,14 @@ def _coerce_int(value: Any) -> Any:
     if type(value) is int and _INT_MIN <= value <= _INT_MAX:
         return value
     return GraphQLInt.coerce_output_value(value)
+
+
+def _is_link_step(value: Any) -> bool:
+    return type(value) is LinkStep
+
+
+def _is_int_coercion(coerce: Callable[[Any], Any]) -> bool:
+    return coerce is _coerce_int
 
 
 # Types whose values need no check before coercion (the scalar may still refuse them).
@@ -494,6 +526,8 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         plan = self._plan(object_type, grouped_field_set)
         if plan is None or plan.others is not None:
             return None
+        if isinstance(items, list | tuple):
+            plan.expect(len(items))
         complete = plan.complete
         results: list[dict[str, Any] | None] = []
         for item in items:

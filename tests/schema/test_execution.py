@@ -21,7 +21,9 @@ from hypothesis import strategies as st
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+import schema.execution as execution_module
 from schema.build import build_schema
+from schema.compiled import COMPILE_AFTER
 from schema.execution import GatewayExecutor
 from schema.scalars import SCALAR_MAP
 
@@ -116,6 +118,9 @@ async def both(operation: str, root: Query) -> tuple[dict[str, Any], dict[str, A
     return answers[0], answers[1]
 
 
+# Lists here are short: "compiled" completes every object by generated code
+# (``schema.compiled``), as long lists are; "steps" by the plan's loop.
+@pytest.mark.parametrize("compile_after", [COMPILE_AFTER, 1], ids=["steps", "compiled"])
 @pytest.mark.parametrize("operation", OPERATIONS)
 @settings(max_examples=60, deadline=None)
 @given(
@@ -124,9 +129,19 @@ async def both(operation: str, root: Query) -> tuple[dict[str, Any], dict[str, A
     first=st.one_of(st.none(), ITEMS),
 )
 async def test_shortcut_answers_what_graphql_core_answers(
-    operation: str, items: list[Item], maybe: list[Item | None], first: Item | None
+    compile_after: int,
+    operation: str,
+    items: list[Item],
+    maybe: list[Item | None],
+    first: Item | None,
 ) -> None:
-    stock, shortcut = await both(operation, Query(items=items, maybe_items=maybe, first=first))
+    # Set by hand: hypothesis runs many examples under one function-scoped fixture.
+    saved = execution_module.COMPILE_AFTER
+    execution_module.COMPILE_AFTER = compile_after
+    try:
+        stock, shortcut = await both(operation, Query(items=items, maybe_items=maybe, first=first))
+    finally:
+        execution_module.COMPILE_AFTER = saved
     assert shortcut == stock
 
 
