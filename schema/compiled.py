@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import keyword
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from graphql import Undefined
@@ -52,14 +52,14 @@ def convert(value: Any, coerce: Callable[[Any], Any], plain: frozenset[type]) ->
 
 
 # What a step needs, by kind: ("const",), ("link",), or
-# ("attr", attribute, non_null, has passthrough, has enum names, is Int).
+# ("attr", attribute, non_null, has passthrough, has enum names, is Int, has direct).
 Shape = tuple[tuple[Any, ...], ...]
 Factory = Callable[..., Completion]
 _factories: OrderedDict[Shape, Factory] = OrderedDict()
 
 
 def _attribute_lines(index: int, shape: tuple[Any, ...]) -> list[str]:
-    _, attribute, non_null, passthrough, names, is_int = shape
+    _, attribute, non_null, passthrough, names, is_int, direct = shape
     v = f"v{index}"
     lines = [f"{v} = s.{attribute}", f"if {v} is None:"]
     lines.append("    return None" if non_null else "    pass")
@@ -70,6 +70,9 @@ def _attribute_lines(index: int, shape: tuple[Any, ...]) -> list[str]:
     if is_int:
         # Int's own coercion keeps a 32-bit int as it is.
         lines += [f"elif type({v}) is int and -2147483648 <= {v} <= 2147483647:", "    pass"]
+    if direct:
+        # A value of the exact type the coercion's own work is one call for.
+        lines += [f"elif type({v}) is T{index}:", f"    {v} = D{index}({v})"]
     lines += [
         "else:",
         f"    {v} = convert({v}, C{index}, plain)",
@@ -97,7 +100,7 @@ def _factory(shape: Shape) -> Factory:
                 "    return None",
             ]
         else:
-            parameters += [f"P{index}", f"N{index}", f"C{index}"]
+            parameters += [f"P{index}", f"N{index}", f"C{index}", f"T{index}", f"D{index}"]
             body += _attribute_lines(index, step)
     result = ", ".join(f"K{index}: v{index}" for index in range(len(shape)))
     source = "\n".join(
@@ -137,9 +140,12 @@ def compile_steps(
     is_int: Callable[[Callable[[Any], Any]], bool],
     plain: frozenset[type],
     fallback: Any,
+    direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
 ) -> Completion | None:
     """The completion for a plan's steps (``schema.execution.LeafStep``), or None when an
-    attribute name cannot be written as source."""
+    attribute name cannot be written as source. ``direct`` maps a coercion to a type and
+    a function that gives what the coercion gives for values of exactly that type, and
+    never None (``DateTime``'s serializer: ``format_iso`` for a ``datetime``)."""
     shape: list[tuple[Any, ...]] = []
     arguments: list[Any] = []
     for name, attribute, non_null, passthrough, names, coerce in steps:
@@ -153,6 +159,7 @@ def compile_steps(
             continue
         if not attribute.isidentifier() or keyword.iskeyword(attribute):
             return None
+        exact, function = direct.get(coerce, (None, None))
         shape.append(
             (
                 "attr",
@@ -161,9 +168,10 @@ def compile_steps(
                 passthrough is not None,
                 names is not None,
                 is_int(coerce),
+                exact is not None,
             )
         )
-        arguments += [passthrough, names, coerce]
+        arguments += [passthrough, names, coerce, exact, function]
     factory = _cached_factory(tuple(shape))
     return factory(*arguments, convert, plain, FAIL, fallback)
 

@@ -44,9 +44,11 @@ from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from gateway.times import format_iso
 from schema.compiled import COMPILE_AFTER, Completion, compile_steps
 from schema.links import NOT_READY, Link
 from schema.prefetch import Lookahead, field_arguments, field_link, plain_attribute
+from schema.scalars import serialize_datetime
 
 # Values of these exact types are already what their scalar outputs (graphql-core's
 # own coercion returns them unchanged).
@@ -164,6 +166,7 @@ class LeafPlan:
                     is_int=_is_int_coercion,
                     plain=_PLAIN_TYPES,
                     fallback=_FALLBACK,
+                    direct=_DIRECT,
                 )
                 self.complete = compiled if compiled is not None else self.by_steps
 
@@ -224,6 +227,12 @@ def _is_link_step(value: Any) -> bool:
 def _is_int_coercion(coerce: Callable[[Any], Any]) -> bool:
     return coerce is _coerce_int
 
+
+# Coercions whose work, for a value of exactly one type, is one call: generated code
+# makes that call itself (``schema.compiled``).
+_DIRECT: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]] = {
+    serialize_datetime: (datetime, format_iso),
+}
 
 # Types whose values need no check before coercion (the scalar may still refuse them).
 _PLAIN_TYPES = frozenset({int, float, str, bool, datetime})

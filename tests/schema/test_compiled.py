@@ -32,7 +32,9 @@ def text_step(name: str, attribute: str = "label") -> tuple[Any, ...]:
 
 
 def build(steps: list[tuple[Any, ...]]) -> Any:
-    return compile_steps(steps, is_link=NOT_A_LINK, is_int=NOT_INT, plain=PLAIN, fallback=None)
+    return compile_steps(
+        steps, is_link=NOT_A_LINK, is_int=NOT_INT, plain=PLAIN, fallback=None, direct={}
+    )
 
 
 class StepCounter:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -98,7 +98,7 @@ ITEMS = st.builds(
     kind=st.one_of(st.none(), st.sampled_from(Kind), st.just("PRIMARY"), st.just(7)),
     when=st.one_of(
         st.none(),
-        st.datetimes(timezones=st.just(UTC)),
+        st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3, minutes=-30))])),
         st.just("2024-01-01T00:00:00Z"),
     ),
 )
