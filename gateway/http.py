@@ -46,6 +46,19 @@ class HttpAnswer:
 KEEPALIVE_SECONDS = 5.0  # httpx's default keep-alive expiry
 
 
+async def read_body(response: httpx.Response) -> bytes:
+    """The whole body, decoded. An answer without ``Content-Encoding`` (what both
+    upstreams send unless they compress) is joined straight from the transport's
+    stream: ``aread`` passes each chunk through two more async generators, a decoder
+    and two chunkers that have nothing to do then, 6 % of a call's instructions. A
+    compressed answer goes through ``aread``, which decodes it."""
+    if "content-encoding" in response.headers or not isinstance(
+        response.stream, httpx.AsyncByteStream
+    ):
+        return await response.aread()
+    return b"".join([chunk async for chunk in response.stream])
+
+
 def build_transport(settings: UpstreamSettings) -> httpx.AsyncBaseTransport:
     # trust_env=False: proxies and certificates come from configuration, not ambient variables.
     ssl_context = httpx.create_ssl_context(trust_env=False)
@@ -101,7 +114,7 @@ class UpstreamHttp:
         request.read()
         response = await self._transport.handle_async_request(request)
         try:
-            content = await response.aread()
+            content = await read_body(response)
         finally:
             await response.aclose()
         return HttpAnswer(response.status_code, response.headers, content)

@@ -4,12 +4,13 @@ transport serves every tenant)."""
 from __future__ import annotations
 
 import dataclasses
+import gzip
 
 import httpx
 import orjson
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from gateway.http import UpstreamHttp
@@ -39,11 +40,27 @@ async def echo_upstream(request: Request) -> JSONResponse:
     )
 
 
+# Large enough to arrive in several chunks.
+LARGE = orjson.dumps({"data": [{"resource_id": f"r-{index}", "n": index} for index in range(5000)]})
+
+
+async def large_upstream(request: Request) -> Response:
+    return Response(LARGE, media_type="application/json")
+
+
+async def gzip_upstream(request: Request) -> Response:
+    return Response(
+        gzip.compress(LARGE), media_type="application/json", headers={"Content-Encoding": "gzip"}
+    )
+
+
 TIMEOUTS = httpx.Timeout(5.0)
 APP = Starlette(
     routes=[
         Route("/query", cookie_setting_upstream, methods=["POST"]),
         Route("/echo", echo_upstream, methods=["POST"]),
+        Route("/large", large_upstream, methods=["POST"]),
+        Route("/gzip", gzip_upstream, methods=["POST"]),
     ]
 )
 
@@ -123,6 +140,20 @@ async def test_the_body_arrives_framed_by_host_and_content_length_production_tra
         "token": "alice",
         "body": '{"name": "été"}',
     }
+
+
+async def test_a_whole_answer_is_read_plain_or_compressed_production_transport() -> None:
+    async with serve(APP) as url:
+        http = UpstreamHttp(dataclasses.replace(settings_for_tests().oma, base_url=url))
+        try:
+            plain = await http.post_json(http.url("/large"), b"{}", "alice", TIMEOUTS)
+            compressed = await http.post_json(http.url("/gzip"), b"{}", "alice", TIMEOUTS)
+        finally:
+            await http.aclose()
+    assert len(LARGE) > 100_000
+    assert plain.content == LARGE
+    assert compressed.headers["content-encoding"] == "gzip"
+    assert compressed.content == LARGE
 
 
 async def test_a_call_carries_the_headers_httpx_would_give_its_body() -> None:
