@@ -113,6 +113,10 @@ class UpstreamHttp:
             stream=httpx.ByteStream(body),
             extensions={"timeout": timeouts.as_dict()},
         )
+        if token.isascii():
+            # What httpx would find by decoding every header (the others are ASCII), and
+            # does on each call when the transport reads them as text.
+            request.headers.encoding = "ascii"
         request.read()
         response = await self._transport.handle_async_request(request)
         try:

@@ -184,3 +184,25 @@ async def test_a_call_carries_the_headers_httpx_would_give_its_body() -> None:
         )
         assert sorted(request.headers.multi_items()) == sorted(by_httpx.headers.multi_items())
         assert request.headers["host"] == base_url.split("//")[1].split("/")[0]
+
+
+async def test_the_headers_read_as_text_are_those_httpx_would_decode() -> None:
+    """The header encoding is set for an ASCII token rather than found on each call: the
+    transport reads the headers as text, and must read what httpx itself would."""
+    seen: list[httpx.Request] = []
+
+    def upstream(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, content=b"{}")
+
+    http = UpstreamHttp(settings_for_tests().oma, httpx.MockTransport(upstream))
+    try:
+        for token in ("alice", "d\u00e9j\u00e0-vu"):
+            await http.post_json(http.url("/q"), b"{}", token, TIMEOUTS)
+    finally:
+        await http.aclose()
+    for request, token in zip(seen, ("alice", "d\u00e9j\u00e0-vu"), strict=True):
+        found_by_httpx = httpx.Headers(request.headers.raw)
+        assert request.headers.encoding == found_by_httpx.encoding
+        assert list(request.headers.items()) == list(found_by_httpx.items())
+        assert request.headers["x-auth-token"] == token
