@@ -197,7 +197,7 @@ def _decode_json(upstream: str, answer: HttpAnswer) -> Any:
     """The body as JSON, or ``None`` for an empty body; anything else is a bad response
     unless the status already says what went wrong."""
     content = answer.content
-    if not content.strip():
+    if not content or content.isspace():  # strip() would copy a whole page
         return None
     try:
         return orjson.loads(content)

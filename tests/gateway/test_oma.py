@@ -114,6 +114,9 @@ async def test_invalid_queries_are_refused_without_a_call(
             1,
         ),
         (httpx.Response(403, json={"schema": "Forbidden"}), ErrorKind.FORBIDDEN, 1),
+        # No body, or only whitespace: the status says what went wrong.
+        (httpx.Response(401), ErrorKind.UNAUTHENTICATED, 1),
+        (httpx.Response(401, content=b" \r\n\t"), ErrorKind.UNAUTHENTICATED, 1),
         (httpx.Response(502, json={"schema": "Business failure"}), ErrorKind.UNAVAILABLE, 3),
         (httpx.Response(503, text="<html>down</html>"), ErrorKind.UNAVAILABLE, 3),
         (
