@@ -238,6 +238,8 @@ class CbcClient:
             MAX_PAGE_SIZE,
             max_records=max_records,
         )
+        if len(pages) == 1:
+            return pages[0]  # all there is, as it came: the usual case, no copy
         return ResourcePage(records=tuple(records_of(pages)), total=total)
 
     def cached_all_resources(

@@ -243,4 +243,6 @@ class OmaClient:
             MAX_PAGE_SIZE,
             max_records=max_records,
         )
+        if len(pages) == 1:
+            return pages[0]  # all there is, as it came: the usual case, no copy
         return SubscriptionPage(records=tuple(records_of(pages)), total=total)
