@@ -59,18 +59,18 @@ _factories: OrderedDict[Shape, Factory] = OrderedDict()
 
 
 def _attribute_lines(index: int, shape: tuple[Any, ...]) -> list[str]:
-    _, attribute, non_null, passthrough, names, is_int, direct = shape
+    _, attribute, non_null, has_passthrough, has_names, is_int, has_direct = shape
     v = f"v{index}"
     lines = [f"{v} = s.{attribute}", f"if {v} is None:"]
     lines.append("    return None" if non_null else "    pass")
-    if passthrough:
+    if has_passthrough:
         lines += [f"elif type({v}) is P{index}:", "    pass"]
-    if names:
+    if has_names:
         lines += [f"elif (t := N{index}.get(id({v}))) is not None:", f"    {v} = t"]
     if is_int:
         # Int's own coercion keeps a 32-bit int as it is.
         lines += [f"elif type({v}) is int and -2147483648 <= {v} <= 2147483647:", "    pass"]
-    if direct:
+    if has_direct:
         # A value of the exact type the coercion's own work is one call for.
         lines += [f"elif type({v}) is T{index}:", f"    {v} = D{index}({v})"]
     lines += [

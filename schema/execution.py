@@ -12,6 +12,9 @@ object or a list is completed, the lookahead (``schema.prefetch``) loads what it
 selection needs, level by level, and such a field's value is then read from the
 loader without its resolver, and completed by its own plan.
 
+A plan that completes many objects does it by generated code (``schema.compiled``):
+the same steps, written out once per shape of selection.
+
 The shortcut never decides an outcome of its own: whenever a value is not the
 plain case (null in a non-null field, a value the scalar would refuse, anything
 awaitable) it hands the whole object, or the whole list, back to graphql-core,
