@@ -15,7 +15,7 @@ from typing import Any, NamedTuple, cast
 from strawberry.dataloader import DataLoader
 
 from gateway.caller import Caller
-from gateway.cbc import MAX_RESOURCE_IDS, ResourceQuery, ResourceRecord
+from gateway.cbc import MAX_PAGE_SIZE, MAX_RESOURCE_IDS, ResourceQuery, ResourceRecord
 from gateway.clients import Upstreams
 
 
@@ -88,6 +88,7 @@ async def load_order_resources(
             order_id=key.order_id,
             only_main_resource=key.only_main_resources,
             statuses=key.statuses,
+            limit=MAX_PAGE_SIZE,  # a whole order starts with a full first page
         )
         for key in keys
     ]

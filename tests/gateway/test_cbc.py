@@ -10,7 +10,7 @@ import orjson
 import pytest
 
 from gateway.caller import Caller
-from gateway.cbc import PATH, ResourceQuery
+from gateway.cbc import MAX_PAGE_SIZE, PATH, ResourceQuery
 from gateway.clients import Upstreams
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from tests.support.helpers import load_fixture
@@ -173,3 +173,11 @@ async def test_a_warm_order_is_answered_from_the_cache_with_no_call(
     # A query the API would refuse has no cached answer either (fetch says why).
     assert cbc.cached_all_resources(alice, ResourceQuery(order_id="x" * 65)) is None
     assert len(recorder.requests) == 2
+
+
+def test_a_query_for_one_page_is_itself_when_it_asks_for_that_page() -> None:
+    whole_order = ResourceQuery(order_id="CS1", limit=MAX_PAGE_SIZE)
+    assert whole_order.page(0, MAX_PAGE_SIZE) is whole_order
+    second = whole_order.page(MAX_PAGE_SIZE, 20)
+    assert (second.order_id, second.offset, second.limit) == ("CS1", MAX_PAGE_SIZE, 20)
+    assert (whole_order.offset, whole_order.limit) == (0, MAX_PAGE_SIZE)
