@@ -5,18 +5,25 @@
 most of a large list's completion. For a plan that completes many objects, this
 module writes the same steps out as one Python function, as ``dataclasses`` does for
 ``__init__``: an attribute read, only the checks its kind of field needs, and one
-dict display. ``tests/schema/test_compiled.py`` checks it answers what the loop does.
+dict display. ``tests/schema/test_execution.py`` and ``test_links.py`` run every case
+both ways and compare the answers.
 
 Nothing a client sends becomes source: response names, enum names, coercions and
 links are the function's parameters, and attribute names come from the schema (and
 must be identifiers). The generated factory is cached by shape (which attribute,
 which kind of check per step) for every request, in a bounded cache, and a plan is
 compiled only after ``COMPILE_AFTER`` objects, so a one-off selection costs nothing.
+
+Compiling costs about 0.1 ms a field, and any subset of a type's fields is a shape of
+its own, so a client sending ever new selections could make every request pay it.
+New shapes are therefore compiled within a budget of fields per second; past it, a
+plan keeps the loop, and only shapes already compiled are used.
 """
 
 from __future__ import annotations
 
 import keyword
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -25,10 +32,37 @@ from graphql import Undefined
 
 Completion = Callable[[Any], "dict[str, Any] | None"]
 
-# A plan compiles once it has completed this many objects: below that, the loop is
-# cheaper than the few hundred µs compiling takes.
+# A plan compiles once it has completed this many objects in a request: a shape is
+# usually sent again, and its factory serves every later request.
 COMPILE_AFTER = 64
 _MAX_SHAPES = 256
+# New shapes compiled: at most this many fields a second on average (about 5 % of a
+# core), in bursts of at most _BURST_FIELDS (a restart compiling its usual shapes).
+_FIELDS_PER_SECOND = 500.0
+_BURST_FIELDS = 2000.0
+
+
+class CompileBudget:
+    """Fields that may still be compiled: refilled with time, spent on new shapes."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float]) -> None:
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._fields = burst
+        self._at = clock()
+
+    def spend(self, fields: int) -> bool:
+        now = self._clock()
+        self._fields = min(self.burst, self._fields + (now - self._at) * self.rate)
+        self._at = now
+        if self._fields < fields:
+            return False
+        self._fields -= fields
+        return True
+
+
+budget = CompileBudget(_FIELDS_PER_SECOND, _BURST_FIELDS, time.monotonic)
 
 
 class Fail:
@@ -121,15 +155,18 @@ def _factory(shape: Shape) -> Factory:
     return factory
 
 
-def _cached_factory(shape: Shape) -> Factory:
+def _cached_factory(shape: Shape) -> Factory | None:
+    """The factory of a shape: cached, or compiled now if the budget allows, else None."""
     factory = _factories.get(shape)
-    if factory is None:
-        factory = _factory(shape)
-        _factories[shape] = factory
-        if len(_factories) > _MAX_SHAPES:
-            _factories.popitem(last=False)
-    else:
+    if factory is not None:
         _factories.move_to_end(shape)
+        return factory
+    if not budget.spend(len(shape)):
+        return None
+    factory = _factory(shape)
+    _factories[shape] = factory
+    if len(_factories) > _MAX_SHAPES:
+        _factories.popitem(last=False)
     return factory
 
 
@@ -143,9 +180,11 @@ def compile_steps(
     direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
 ) -> Completion | None:
     """The completion for a plan's steps (``schema.execution.LeafStep``), or None when an
-    attribute name cannot be written as source. ``direct`` maps a coercion to a type and
-    a function that gives what the coercion gives for values of exactly that type, and
-    never None (``DateTime``'s serializer: ``format_iso`` for a ``datetime``)."""
+    attribute name cannot be written as source or a new shape is over budget.
+
+    ``direct`` maps a coercion to a type and a function that gives what the coercion
+    gives for values of exactly that type, and never None (``DateTime``'s serializer:
+    ``format_iso`` for a ``datetime``)."""
     shape: list[tuple[Any, ...]] = []
     arguments: list[Any] = []
     for name, attribute, non_null, passthrough, names, coerce in steps:
@@ -173,7 +212,9 @@ def compile_steps(
         )
         arguments += [passthrough, names, coerce, exact, function]
     factory = _cached_factory(tuple(shape))
+    if factory is None:
+        return None
     return factory(*arguments, convert, plain, FAIL, fallback)
 
 
-__all__ = ["COMPILE_AFTER", "compile_steps"]
+__all__ = ["COMPILE_AFTER", "CompileBudget", "budget", "compile_steps"]

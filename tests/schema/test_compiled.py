@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from schema import compiled
-from schema.compiled import COMPILE_AFTER, compile_steps
+from schema.compiled import COMPILE_AFTER, CompileBudget, compile_steps
 from schema.execution import LeafPlan
 from tests.schema.test_execution import ALL, SHORTCUT, Query, plain_item
 
@@ -25,6 +25,12 @@ NOT_INT: Callable[[Any], bool] = lambda coerce: False  # noqa: E731
 class Row:
     label: str | None
     size: int | None
+
+
+@pytest.fixture(autouse=True)
+def full_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with the whole burst, whatever the tests before it compiled."""
+    monkeypatch.setattr(compiled, "budget", CompileBudget(500.0, 2000.0, lambda: 0.0))
 
 
 def text_step(name: str, attribute: str = "label") -> tuple[Any, ...]:
@@ -109,3 +115,37 @@ def test_the_shape_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     for count in range(1, 6):
         build([text_step(f"k{index}") for index in range(count)])
     assert len(compiled._factories) == 3
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_compile_budget_refills_with_time_up_to_its_burst() -> None:
+    clock = Clock()
+    budget = CompileBudget(rate=10.0, burst=30.0, clock=clock)
+    assert budget.spend(20)
+    assert not budget.spend(20)  # 10 left
+    clock.now += 1.0  # +10
+    assert budget.spend(20)
+    clock.now += 1000.0  # refilled to the burst, not beyond
+    assert budget.spend(30)
+    assert not budget.spend(1)
+
+
+def test_past_the_budget_new_shapes_keep_the_loop_and_known_ones_are_used(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    compiled._factories.clear()
+    known = build([text_step("a")])
+    assert known is not None
+    monkeypatch.setattr(compiled, "budget", CompileBudget(0.0, 0.0, lambda: 0.0))
+    assert build([text_step("a"), text_step("b")]) is None  # a new shape: not compiled
+    again = build([text_step("c")])  # the known shape, under another response name
+    assert again is not None
+    assert again(Row("x", 1)) == {"c": "x"}
+    assert len(compiled._factories) == 1
