@@ -25,7 +25,7 @@ from gateway.caller import Caller
 from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
-from gateway.paging import cached_all, chunks, fetch_all, fetch_range, records_of
+from gateway.paging import cached_all, chunks, fetch_all, fetch_range, joined
 from gateway.times import format_cbc_time, parse_cbc_time
 from gateway.upstream import UpstreamClient, classify_http_failure
 
@@ -235,7 +235,7 @@ class CbcClient:
             count,
             MAX_PAGE_SIZE,
         )
-        return ResourcePage(records=tuple(records_of(pages)), total=total)
+        return joined(pages, total, ResourcePage)
 
     async def fetch_all_resources(
         self, caller: Caller, query: ResourceQuery, *, max_records: int = 10_000
@@ -245,9 +245,7 @@ class CbcClient:
             MAX_PAGE_SIZE,
             max_records=max_records,
         )
-        if len(pages) == 1:
-            return pages[0]  # all there is, as it came: the usual case, no copy
-        return ResourcePage(records=tuple(records_of(pages)), total=total)
+        return joined(pages, total, ResourcePage)
 
     def cached_all_resources(
         self, caller: Caller, query: ResourceQuery, *, max_records: int = 10_000
@@ -264,9 +262,7 @@ class CbcClient:
         if found is None:
             return None
         pages, total = found
-        if len(pages) == 1:
-            return pages[0]
-        return ResourcePage(records=tuple(records_of(pages)), total=total)
+        return joined(pages, total, ResourcePage)
 
     async def fetch_resources_by_ids(
         self, caller: Caller, resource_ids: Sequence[str], *, only_main_resource: bool

@@ -23,7 +23,7 @@ from gateway.caller import Caller
 from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
-from gateway.paging import fetch_all, fetch_range, records_of
+from gateway.paging import fetch_all, fetch_range, joined
 from gateway.times import from_epoch_ms, parse_epoch_ms, to_epoch_ms
 from gateway.upstream import UpstreamClient, classify_http_failure
 
@@ -228,7 +228,7 @@ class OmaClient:
             count,
             MAX_PAGE_SIZE,
         )
-        return SubscriptionPage(records=tuple(records_of(pages)), total=total)
+        return joined(pages, total, SubscriptionPage)
 
     async def fetch_all_subscriptions(
         self,
@@ -243,6 +243,4 @@ class OmaClient:
             MAX_PAGE_SIZE,
             max_records=max_records,
         )
-        if len(pages) == 1:
-            return pages[0]  # all there is, as it came: the usual case, no copy
-        return SubscriptionPage(records=tuple(records_of(pages)), total=total)
+        return joined(pages, total, SubscriptionPage)

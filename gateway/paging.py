@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R", covariant=True)
@@ -109,8 +109,14 @@ def _spans_after_first(
     return page_spans(page_size, wanted - page_size, page_size)
 
 
-def records_of(pages: Sequence[Page[T]]) -> list[T]:
-    out: list[T] = []
-    for page in pages:
-        out.extend(page.records)
-    return out
+def joined(
+    pages: Sequence[PageT], total: int, page: Callable[[tuple[Any, ...], int], PageT]
+) -> PageT:
+    """Pages as one answer of ``total`` records: a single page as it came (the usual
+    case, no copy), else ``page(records, total)`` with their records in order."""
+    if len(pages) == 1:
+        return pages[0]
+    records: list[Any] = []
+    for each in pages:
+        records.extend(each.records)
+    return page(tuple(records), total)

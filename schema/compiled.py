@@ -1,6 +1,6 @@
 """A plan's completion as straight-line code, generated once per shape of selection.
 
-``LeafPlan.complete`` loops over its steps: for each field a tuple to unpack, a
+``LeafPlan.by_steps`` loops over its steps: for each field a tuple to unpack, a
 ``getattr`` call and the branches every kind of step may need, about 0.3 µs a field,
 most of a large list's completion. For a plan that completes many objects, this
 module writes the same steps out as one Python function, as ``dataclasses`` does for
@@ -73,7 +73,7 @@ FAIL: Any = Fail()
 
 
 def convert(value: Any, coerce: Callable[[Any], Any], plain: frozenset[type]) -> Any:
-    """A value that is neither null nor already its output, as ``LeafPlan.complete``
+    """A value that is neither null nor already its output, as ``LeafPlan.by_steps``
     converts it, or ``FAIL``."""
     if type(value) not in plain and (
         isinstance(value, Exception) or hasattr(value, "__await__") or value is Undefined

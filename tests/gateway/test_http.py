@@ -3,8 +3,10 @@ transport serves every tenant)."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gzip
+from collections.abc import AsyncIterator
 
 import httpx
 import orjson
@@ -65,16 +67,22 @@ APP = Starlette(
 )
 
 
+@contextlib.asynccontextmanager
+async def production_http(base_url: str) -> AsyncIterator[UpstreamHttp]:
+    """The production transport to ``base_url``, closed afterwards."""
+    http = UpstreamHttp(dataclasses.replace(settings_for_tests().oma, base_url=base_url))
+    try:
+        yield http
+    finally:
+        await http.aclose()
+
+
 async def test_a_cookie_set_for_one_caller_never_reaches_the_next_production_transport() -> None:
     async with serve(APP) as url:
         # By name, not by address: aiohttp's default jar ignores cookies from IP addresses.
-        by_name = url.replace("127.0.0.1", "localhost")
-        http = UpstreamHttp(dataclasses.replace(settings_for_tests().oma, base_url=by_name))
-        try:
+        async with production_http(url.replace("127.0.0.1", "localhost")) as http:
             first = await http.post_json(http.url("/query"), b"{}", "alice", TIMEOUTS)
             second = await http.post_json(http.url("/query"), b"{}", "bob", TIMEOUTS)
-        finally:
-            await http.aclose()
     assert "session=alice" in first.headers["set-cookie"]
     assert orjson.loads(second.content) == {"cookie": None}
 
@@ -125,14 +133,10 @@ async def test_a_call_sends_the_body_token_and_json_headers_under_the_base_path(
 
 
 async def test_the_body_arrives_framed_by_host_and_content_length_production_transport() -> None:
-    async with serve(APP) as url:
-        http = UpstreamHttp(dataclasses.replace(settings_for_tests().oma, base_url=url))
-        try:
-            answer = await http.post_json(
-                http.url("/echo"), '{"name": "été"}'.encode(), "alice", TIMEOUTS
-            )
-        finally:
-            await http.aclose()
+    async with serve(APP) as url, production_http(url) as http:
+        answer = await http.post_json(
+            http.url("/echo"), '{"name": "été"}'.encode(), "alice", TIMEOUTS
+        )
     assert orjson.loads(answer.content) == {
         "host": url.removeprefix("http://"),
         "content-length": str(len('{"name": "été"}'.encode())),
@@ -143,13 +147,9 @@ async def test_the_body_arrives_framed_by_host_and_content_length_production_tra
 
 
 async def test_a_whole_answer_is_read_plain_or_compressed_production_transport() -> None:
-    async with serve(APP) as url:
-        http = UpstreamHttp(dataclasses.replace(settings_for_tests().oma, base_url=url))
-        try:
-            plain = await http.post_json(http.url("/large"), b"{}", "alice", TIMEOUTS)
-            compressed = await http.post_json(http.url("/gzip"), b"{}", "alice", TIMEOUTS)
-        finally:
-            await http.aclose()
+    async with serve(APP) as url, production_http(url) as http:
+        plain = await http.post_json(http.url("/large"), b"{}", "alice", TIMEOUTS)
+        compressed = await http.post_json(http.url("/gzip"), b"{}", "alice", TIMEOUTS)
     assert len(LARGE) > 100_000
     assert plain.content == LARGE
     assert compressed.headers["content-encoding"] == "gzip"
