@@ -17,10 +17,10 @@ from schema.types import (
     CloudResource,
     CloudResourceConnection,
     PageInfo,
-    SoftwareSubscription,
     SoftwareSubscriptionConnection,
     family_head,
     resource_list,
+    subscription_objects,
 )
 
 SUBSCRIPTIONS = "subscriptions"
@@ -78,7 +78,7 @@ class Query:
         page = await context.upstreams.oma.fetch_subscription_range(
             context.caller("oma"), offset=offset, count=count, start=start, end=end
         )
-        nodes = [SoftwareSubscription.from_record(record) for record in page.records]
+        nodes = list(map(subscription_objects.object_of, page.records))
         return SoftwareSubscriptionConnection(
             total_count=page.total,
             page_info=page_info(SUBSCRIPTIONS, offset, len(nodes), page.total),

@@ -30,6 +30,7 @@ from schema.enums import (
 )
 from schema.links import Link
 from schema.loaders import OrderResourcesKey, ResourceFamily
+from schema.views import ObjectsByRecord
 
 AUTO_RENEW_POLICY = 3
 T = TypeVar("T")
@@ -50,11 +51,11 @@ def made(cls: type[T], fields: dict[str, Any]) -> T:
 
 
 def family_head(family: ResourceFamily) -> CloudResource | None:
-    return CloudResource.from_record(family.record) if family.record else None
+    return resource_objects.object_of(family.record) if family.record else None
 
 
 def resource_list(records: Sequence[ResourceRecord]) -> list[CloudResource]:
-    return [CloudResource.from_record(record) for record in records]
+    return list(map(resource_objects.object_of, records))
 
 
 def family_attached(family: ResourceFamily) -> list[CloudResource]:
@@ -247,6 +248,11 @@ class SoftwareSubscription:
     ) -> list[CloudResource] | Awaitable[list[CloudResource]]:
         arguments = {"only_main_resources": only_main_resources, "statuses": statuses}
         return ORDER_RESOURCES.resolve(info.context, self, arguments)  # type: ignore[no-any-return]
+
+
+# Objects of records seen twice are kept with them and handed out again (schema.views).
+resource_objects = ObjectsByRecord(CloudResource.from_record)
+subscription_objects = ObjectsByRecord(SoftwareSubscription.from_record)
 
 
 class _Page(Protocol):

@@ -120,10 +120,11 @@ async def test_unexpected_errors_are_masked(
 ) -> None:
     from schema import types
 
-    def explode(record: object) -> object:
+    def explode(status: object) -> object:
         raise RuntimeError("secret internals at http://internal.example/?token=" + TOKEN)
 
-    monkeypatch.setattr(types.SoftwareSubscription, "from_record", explode)
+    # Making a subscription's object reads its status: that now raises.
+    monkeypatch.setattr(types, "subscription_status", explode)
     body = await graphql.post(BOTH)
     (error,) = body["errors"]
     assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}

@@ -1,0 +1,122 @@
+"""A record's GraphQL object is made again only while the record is new (schema.views)."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from schema import types
+from schema.views import ObjectsByRecord
+from tests.support.helpers import GraphQLClient
+
+
+class Record(list[Any]):
+    """A record that can be watched for when it dies (a tuple cannot be)."""
+
+
+class Made:
+    def __init__(self, record: Record) -> None:
+        self.fields = list(record)
+
+
+class Counted:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, record: Record) -> Made:
+        self.calls += 1
+        return Made(record)
+
+
+def test_a_record_seen_again_keeps_its_object() -> None:
+    make = Counted()
+    objects = ObjectsByRecord(make)
+    record = Record(["id-1", 7])
+    first = objects.object_of(record)
+    second = objects.object_of(record)
+    assert make.calls == 2 and len(objects) == 1
+    # From now on the kept object answers, made no more.
+    assert objects.object_of(record) is second and objects.object_of(record) is second
+    assert make.calls == 2
+    assert first is not second and first.fields == second.fields == ["id-1", 7]
+
+
+def test_a_record_seen_once_dies_with_its_answer() -> None:
+    objects = ObjectsByRecord(Counted())
+    record = Record(["id-1", 7])
+    watched = weakref.ref(record)
+    assert objects.object_of(record).fields == ["id-1", 7]
+    del record
+    gc.collect()
+    assert watched() is None
+    assert len(objects) == 0
+
+
+def at_address(address: int, build: Callable[[int], Record]) -> Record:
+    for attempt in range(1000):
+        record = build(attempt)
+        if id(record) == address:
+            return record
+        del record
+    pytest.fail("no new record took the freed address")
+
+
+def test_a_new_record_at_a_dead_records_address_is_its_own() -> None:
+    make = Counted()
+    objects = ObjectsByRecord(make)
+    old = Record([str(10**20), "old"])  # a first field built at run time, not a constant
+    address = id(old)
+    objects.object_of(old)
+    del old
+    # CPython gives a freed block to the next object of its size: find one at that address.
+    new = at_address(address, lambda n: Record([str(10**20 + n), "new"]))
+    made = objects.object_of(new)
+    assert made.fields == list(new) and made.fields[1] == "new"
+    assert len(objects) == 0  # a first sighting, not a second
+    assert objects.object_of(new).fields == made.fields
+
+
+def test_both_tables_are_bounded() -> None:
+    objects = ObjectsByRecord(Counted(), max_objects=3)
+    records = [Record([f"id-{n}", n]) for n in range(10)]
+    for _ in range(3):
+        for record in records:
+            assert objects.object_of(record).fields == list(record)
+            assert len(objects) <= 3
+
+
+QUERY = "{ subscriptions(first: 30) { nodes { id status resources { resourceId status } } } }"
+
+
+async def test_a_warm_request_makes_no_object_for_records_made_twice_before(
+    graphql: GraphQLClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = {"subscriptions": 0, "resources": 0}
+    subscription_status, resource_status = types.subscription_status, types.resource_status
+
+    # Making either object reads its status once: count those reads.
+    def count_subscription(status: Any) -> Any:
+        made["subscriptions"] += 1
+        return subscription_status(status)
+
+    def count_resource(status: Any) -> Any:
+        made["resources"] += 1
+        return resource_status(status)
+
+    monkeypatch.setattr(types, "subscription_status", count_subscription)
+    monkeypatch.setattr(types, "resource_status", count_resource)
+    answers = []
+    counts = []
+    for _ in range(4):
+        answers.append(await graphql.post(QUERY))
+        counts.append(dict(made))
+        made.update(subscriptions=0, resources=0)
+    assert all(answer == answers[0] for answer in answers) and "errors" not in answers[0]
+    resources = sum(len(node["resources"]) for node in answers[0]["data"]["subscriptions"]["nodes"])
+    # Cold, then warm from the cache: made on the first two sightings, kept after.
+    assert counts[0] == counts[1] == {"subscriptions": 30, "resources": resources}
+    assert counts[2] == counts[3] == {"subscriptions": 0, "resources": 0}
