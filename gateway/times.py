@@ -17,6 +17,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Years 0001..9999 only: what datetime can hold, in epoch milliseconds.
 _MIN_MS = -62_135_596_800_000
 _MAX_MS = 253_402_300_799_999
+# Below 2**32 seconds (years 1833..2106) ``value / 1000`` is within 0.24 µs of the exact
+# instant (half a float's spacing there), and ``fromtimestamp`` rounds to the nearest
+# microsecond: the exact millisecond, half the cost of adding a timedelta to the epoch.
+_FLOAT_EXACT_MS = 2**32 * 1000
+_from_timestamp = datetime.fromtimestamp
 _NUMERIC = re.compile(r"^[+-]?\d+(\.0*)?$")
 _CBC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _CBC_EXACT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
@@ -25,6 +30,8 @@ _TO_SECONDS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
 
 def from_epoch_ms(value: int) -> datetime:
     """Epoch milliseconds to an aware UTC datetime; ``ValueError`` outside years 1..9999."""
+    if -_FLOAT_EXACT_MS < value < _FLOAT_EXACT_MS:
+        return _from_timestamp(value / 1000, UTC)
     if not _MIN_MS <= value <= _MAX_MS:
         raise ValueError(f"epoch milliseconds out of range: {value}")
     # Positional (days, seconds, microseconds, milliseconds): a third cheaper than keywords.

@@ -91,6 +91,24 @@ def test_epoch_ms_round_trips(ms: int) -> None:
     assert parse_client_time(format_iso(from_epoch_ms(ms))) == from_epoch_ms(ms)
 
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FLOAT_EXACT_MS = 2**32 * 1000  # where from_epoch_ms goes through a float
+
+
+@given(
+    st.one_of(
+        st.integers(min_value=-FLOAT_EXACT_MS - 5, max_value=FLOAT_EXACT_MS + 5),
+        # The largest instants it reads through a float, where a float is least precise.
+        st.integers(min_value=FLOAT_EXACT_MS - 10**9, max_value=FLOAT_EXACT_MS + 5),
+        st.integers(min_value=-FLOAT_EXACT_MS - 5, max_value=-FLOAT_EXACT_MS + 10**9),
+    )
+)
+def test_epoch_ms_is_the_exact_millisecond_in_utc(ms: int) -> None:
+    moment = from_epoch_ms(ms)
+    assert moment == EPOCH + timedelta(milliseconds=ms)
+    assert moment.tzinfo is UTC and moment.microsecond % 1000 == 0
+
+
 @given(st.one_of(st.text(max_size=80), st.integers(), st.floats(), st.booleans(), st.none()))
 def test_client_time_never_raises_anything_but_value_error(value: object) -> None:
     try:
