@@ -9,9 +9,10 @@ the record, and handed out again while both are kept.
 Only from the second time: a record of a cold answer is seen once and dies with its
 request, and keeping it (and its object) alive any longer made the collector walk them,
 which cost cold answers more than the objects themselves. The first sighting keeps no
-object alive: it notes the record's id and its first field, a string kept in the note,
-so that no later record can be taken for it (a new record may reuse the address, but
-not that string, which is still alive).
+object alive: it notes the record's id and its first field, a string kept in the note.
+A new record may reuse a dead one's address, but it would have to hold that very string
+to pass for a second sighting. And the object kept is always made from the record at
+hand, so the note decides only what is kept, never what an object says.
 
 Keyed by identity: a record hashes by all its fields, dearer than making the object.
 Objects are never changed once made, so requests may share them, and callers never
