@@ -521,10 +521,11 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         """A list of plain-leaf objects in one pass, or None for graphql-core."""
         nullable = not isinstance(item_type, GraphQLNonNull)
         object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
+        if not isinstance(items, list | tuple):
+            return None
         if not (
             self._shortcut
             and position_context is None
-            and isinstance(items, list | tuple)
             and isinstance(object_type, GraphQLObjectType)
         ):
             return None
@@ -538,8 +539,7 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         plan = self._plan(object_type, grouped_field_set)
         if plan is None or plan.others is not None:
             return None
-        if isinstance(items, list | tuple):
-            plan.expect(len(items))
+        plan.expect(len(items))
         complete = plan.complete
         results: list[dict[str, Any] | None] = []
         for item in items:

@@ -40,13 +40,12 @@ _UNSEEN: Any = object()
 class ObjectsByRecord(Generic[R, T]):
     """``make(record)``, kept for a record seen before, while it is kept."""
 
-    __slots__ = ("_kept", "_seen", "object_of")
+    __slots__ = ("_kept", "object_of")
 
     def __init__(self, make: Callable[[R], T], max_objects: int = MAX_OBJECTS) -> None:
         self._kept: dict[int, tuple[R, T]] = {}
-        # id(record) -> its first field, for records seen once.
-        self._seen: dict[int, Any] = {}
-        self.object_of = _object_of(make, max_objects, self._kept, self._seen)
+        # The first-sighting notes, id(record) -> its first field, live in the closure.
+        self.object_of = _object_of(make, max_objects, self._kept, {})
 
     def __len__(self) -> int:
         """Objects kept."""
