@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
+import hypothesis
 import pytest
 
 from gateway.app import create_app
@@ -18,6 +19,15 @@ from gateway.runtime import Gateway
 from gateway.simulator import Simulator, SimulatorConfig
 from tests.support.helpers import GraphQLClient, settings_for_tests
 from tests.support.upstream_mocks import make_upstreams  # noqa: F401 - a shared fixture
+
+# On a fresh clone the first text a strategy draws builds Hypothesis's Unicode tables
+# (over a second, under .hypothesis/), which the too_slow health check then fails.
+# How fast inputs are generated is not what these tests check, and on a shared CI
+# machine neither is how fast one example runs: the properties are.
+hypothesis.settings.register_profile(
+    "gateway", suppress_health_check=[hypothesis.HealthCheck.too_slow], deadline=None
+)
+hypothesis.settings.load_profile("gateway")
 
 
 @pytest.fixture
