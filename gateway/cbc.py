@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any, NamedTuple
+from urllib.parse import quote_plus
 
 import httpx
 
@@ -163,7 +164,11 @@ class ResourcesQueryEndpoint:
         if query.resource_ids:
             body["resource_ids"] = list(query.resource_ids)
         if query.order_id is not None:
-            body["order_id"] = query.order_id
+            # As CBC's table asks: "When special characters are used for query, perform
+            # the URL code conversion" (% as %25), form-encoded as a Java service decodes
+            # it ("+" for a space). Letters, digits and "-_.*" stay as they are: the ids
+            # OMA issues, and the seed's own example ("CS1905251035OA***").
+            body["order_id"] = quote_plus(query.order_id, safe="*")
         if query.statuses:
             body["status_list"] = sorted(set(query.statuses))
         if query.expire_from is not None:

@@ -156,10 +156,12 @@ class QueryResourceEndpoint:
 
     def body(self, query: SubscriptionQuery) -> dict[str, Any]:
         body: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
+        # No subscription was modified before 1970, so a window reaching further back
+        # means the same from epoch 0, and OMA is never sent a negative time to refuse.
         if query.start is not None:
-            body["startDate"] = to_epoch_ms(query.start)
+            body["startDate"] = max(0, to_epoch_ms(query.start))
         if query.end is not None:
-            body["endDate"] = to_epoch_ms(query.end)
+            body["endDate"] = max(0, to_epoch_ms(query.end))
         return body
 
     def cache_params(self, query: SubscriptionQuery) -> tuple[tuple[str, object], ...]:
@@ -174,13 +176,13 @@ class QueryResourceEndpoint:
             raise classify_http_failure(
                 UPSTREAM, status, headers, code if isinstance(code, str) else None, message
             )
-        if not isinstance(payload, Mapping) or not isinstance(payload.get("result"), list):
-            raise UpstreamError(
-                ErrorKind.BAD_RESPONSE, UPSTREAM, "response has no result list", status=status
-            )
-        return_code = read_text(payload, "returnCode")
-        if return_code != "0":
-            description = read_text(payload, "description") or "no description"
+        fields: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
+        return_code = read_text(fields, "returnCode")
+        # A failure may come without a result list: its code and description say more.
+        if return_code not in ("0", None) or (
+            return_code is None and isinstance(fields.get("result"), list)
+        ):
+            description = read_text(fields, "description") or "no description"
             raise UpstreamError(
                 ErrorKind.BAD_RESPONSE,
                 UPSTREAM,
@@ -188,13 +190,17 @@ class QueryResourceEndpoint:
                 status=status,
                 upstream_code=return_code,
             )
+        if not isinstance(fields.get("result"), list):
+            raise UpstreamError(
+                ErrorKind.BAD_RESPONSE, UPSTREAM, "response has no result list", status=status
+            )
         try:
             records = tuple(
-                parse_subscription(r) for r in payload["result"] if isinstance(r, Mapping)
+                parse_subscription(r) for r in fields["result"] if isinstance(r, Mapping)
             )
         except ValueError as exc:
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, str(exc), status=status) from None
-        count = read_int(payload, "count")
+        count = read_int(fields, "count")
         return SubscriptionPage(records=records, total=count if count is not None else len(records))
 
 

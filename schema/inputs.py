@@ -31,7 +31,10 @@ class ResourceFilter:
     )
     resource_ids: list[strawberry.ID] | None = strawberry.field(
         default=None,
-        description="Only these resources (and, unless onlyMainResources, those attached to them).",
+        description=(
+            "Only these resources (and, unless onlyMainResources, those attached to them). "
+            "An empty list matches none."
+        ),
     )
     only_main_resources: bool | None = strawberry.field(
         default=None, description="Only primary resources, not attached ones."

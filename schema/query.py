@@ -7,7 +7,7 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from gateway.cbc import MAX_ORDER_ID_LENGTH, MAX_RESOURCE_IDS, ResourceQuery
+from gateway.cbc import MAX_ORDER_ID_LENGTH, MAX_RESOURCE_IDS, ResourcePage, ResourceQuery
 from gateway.errors import InvalidRequest
 from schema.context import GatewayContext
 from schema.cursors import decode_cursor, encode_cursor
@@ -59,7 +59,7 @@ AFTER_DESCRIPTION = "Return the items after this cursor (`pageInfo.endCursor` of
 class Query:
     @strawberry.field(
         description=(
-            "Software subscriptions of the caller (OMA), newest first as OMA orders them. "
+            "Software subscriptions of the caller (OMA), in the order OMA lists them. "
             "`window` bounds their modification time. Null, with an error, when OMA fails."
         )
     )
@@ -103,9 +103,15 @@ class Query:
         context = info.context
         offset, count = page_window(RESOURCES, first, after, context.limits.max_first)
         query = resource_query(filter)
-        page = await context.upstreams.cbc.fetch_resource_range(
-            context.caller("cbc"), query, offset=offset, count=count
-        )
+        caller = context.caller("cbc")
+        if filter is not None and filter.resource_ids == []:
+            # Only these resources, and there are none: CBC would read an absent list
+            # and answer every resource.
+            page = ResourcePage(records=(), total=0)
+        else:
+            page = await context.upstreams.cbc.fetch_resource_range(
+                caller, query, offset=offset, count=count
+            )
         nodes = resource_list(page.records)
         return CloudResourceConnection(
             total_count=page.total,

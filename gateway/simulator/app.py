@@ -17,6 +17,7 @@ from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, TypedDict, get_args
+from urllib.parse import unquote_plus
 
 import orjson
 from starlette.applications import Starlette
@@ -382,8 +383,13 @@ def cbc_query(body: object) -> ResourceQuery | str:
     if len(ids) > CBC_MAX_RESOURCE_IDS:
         return f"resource_ids holds at most {CBC_MAX_RESOURCE_IDS} ids"
     order_id = body.get("order_id")
-    if order_id is not None and (not isinstance(order_id, str) or len(order_id) > CBC_MAX_ORDER_ID):
-        return f"order_id must be a string of at most {CBC_MAX_ORDER_ID} characters"
+    if order_id is not None:
+        if not isinstance(order_id, str):
+            return "order_id must be a string"
+        # Sent URL-encoded where it has special characters, as the documentation asks.
+        order_id = unquote_plus(order_id)
+        if len(order_id) > CBC_MAX_ORDER_ID:
+            return f"order_id must be a string of at most {CBC_MAX_ORDER_ID} characters"
     only_main = body.get("only_main_resource")
     if only_main is None:
         only_main = 0

@@ -175,6 +175,17 @@ async def test_a_warm_order_is_answered_from_the_cache_with_no_call(
     assert len(recorder.requests) == 2
 
 
+async def test_an_order_id_with_special_characters_is_sent_url_encoded(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    recorder = Recorder(example_response)
+    cbc = make_upstreams(recorder).cbc
+    await cbc.fetch_resource_page(Caller("t"), ResourceQuery(order_id="CS19 05%25+1/*"))
+    (body,) = recorder.bodies()
+    # As the table's note asks, "%" as "%25"; letters, digits and "*" as they are.
+    assert body["order_id"] == "CS19+05%2525%2B1%2F*"
+
+
 def test_a_query_for_one_page_is_itself_when_it_asks_for_that_page() -> None:
     whole_order = ResourceQuery(order_id="CS1", limit=MAX_PAGE_SIZE)
     assert whole_order.page(0, MAX_PAGE_SIZE) is whole_order

@@ -160,6 +160,45 @@ async def test_errors_are_classified_and_only_transient_ones_retried(
     assert "secret-token" not in repr(caught.value) and "secret-token" not in str(caught.value)
 
 
+async def test_a_failure_without_a_result_list_keeps_its_code_and_description(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    recorder = Recorder(
+        lambda _: httpx.Response(200, json={"returnCode": "1", "description": "token expired"})
+    )
+    oma = make_upstreams(recorder).oma
+    with pytest.raises(UpstreamError) as caught:
+        await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
+    assert caught.value.kind is ErrorKind.BAD_RESPONSE
+    assert caught.value.upstream_code == "1"
+    assert "token expired" in str(caught.value)
+
+
+async def test_a_window_reaching_before_1970_is_sent_from_epoch_zero(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    recorder = Recorder(example_oma_response)
+    oma = make_upstreams(recorder).oma
+    await oma.fetch_subscription_page(
+        Caller("t"),
+        SubscriptionQuery(
+            limit=10,
+            start=datetime(1960, 1, 1, tzinfo=UTC),
+            end=datetime(2023, 3, 23, 8, 7, 34, tzinfo=UTC),
+        ),
+    )
+    await oma.fetch_subscription_page(
+        Caller("t"),
+        SubscriptionQuery(
+            limit=10, start=datetime(1950, 1, 1, tzinfo=UTC), end=datetime(1960, 1, 1, tzinfo=UTC)
+        ),
+    )
+    assert [(b["startDate"], b["endDate"]) for b in recorder.bodies()] == [
+        (0, 1679558854000),
+        (0, 0),
+    ]
+
+
 async def test_connection_failures_are_unavailable(
     make_upstreams: Callable[..., Upstreams],
 ) -> None:

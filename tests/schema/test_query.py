@@ -244,6 +244,33 @@ async def test_resources_filter_pages_and_translates_the_expiry_window(
     assert len(bodies) == 2
 
 
+async def test_an_empty_list_of_resource_ids_matches_none_without_a_call(
+    graphql: GraphQLClient, simulator: Simulator
+) -> None:
+    simulator.reset()
+    query = """query($ids: [ID!]) { resources(filter: {resourceIds: $ids}) {
+                 totalCount pageInfo { hasNextPage } nodes { resourceId } } }"""
+    body = await graphql.post(query, {"ids": []})
+    assert body == {
+        "data": {"resources": {"totalCount": 0, "pageInfo": {"hasNextPage": False}, "nodes": []}}
+    }
+    assert counts(simulator) == {OMA: 0, CBC: 0}
+    # Without a token it is still refused, as every CBC field is.
+    body = await graphql.post(query, {"ids": []}, token=None)
+    assert body["data"] == {"resources": None}
+    assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+
+async def test_a_window_from_before_1970_answers_as_from_epoch_zero(
+    graphql: GraphQLClient, simulator: Simulator
+) -> None:
+    query = "query($w: TimeWindow) { subscriptions(first: 5, window: $w) { totalCount } }"
+    before = await graphql.post(query, {"w": {"from": "1960-01-01T00:00:00Z"}})
+    assert "errors" not in before, before
+    assert before == await graphql.post(query, {"w": {"from": 0}})
+    assert before["data"]["subscriptions"]["totalCount"] > 0
+
+
 @pytest.mark.parametrize(
     "window",
     [

@@ -101,6 +101,16 @@ async def test_ids_are_looked_up_in_the_callers_tenant_only(
     assert (await upstreams.cbc({"resource_ids": theirs})).json()["total_count"] == 0
 
 
+async def test_a_url_encoded_order_id_finds_the_same_resources(
+    tenant: Tenant, upstreams: Upstreams
+) -> None:
+    order_id = next(order for order, records in tenant.by_order.items() if visible(records))
+    encoded = "".join(f"%{byte:02X}" for byte in order_id.encode())
+    raw = (await upstreams.cbc({"order_id": order_id, "limit": 500})).json()
+    assert raw["data"]
+    assert (await upstreams.cbc({"order_id": encoded, "limit": 500})).json() == raw
+
+
 async def test_ids_and_order_id_together_must_both_match(
     tenant: Tenant, upstreams: Upstreams
 ) -> None:
