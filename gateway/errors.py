@@ -19,6 +19,9 @@ class ErrorKind(enum.Enum):
     UNAVAILABLE = "UPSTREAM_UNAVAILABLE"
     TIMEOUT = "UPSTREAM_TIMEOUT"
     BAD_RESPONSE = "UPSTREAM_BAD_RESPONSE"
+    # A well-formed answer that refuses this one request (OMA's returnCode other than
+    # "0"): the upstream is up and said no to this caller, for reasons of its own.
+    REFUSED = "UPSTREAM_REFUSED"
 
     @property
     def retryable(self) -> bool:
@@ -27,7 +30,8 @@ class ErrorKind(enum.Enum):
 
     @property
     def counts_against_breaker(self) -> bool:
-        """Failures that say the upstream is unhealthy, not that the caller is wrong."""
+        """Failures that say the upstream is unhealthy, not that the caller is wrong. A
+        refusal does not: one tenant's refused calls must not open the breaker for all."""
         return self in (
             ErrorKind.UNAVAILABLE,
             ErrorKind.TIMEOUT,

@@ -184,7 +184,7 @@ class QueryResourceEndpoint:
         ):
             description = read_text(fields, "description") or "no description"
             raise UpstreamError(
-                ErrorKind.BAD_RESPONSE,
+                ErrorKind.REFUSED if return_code is not None else ErrorKind.BAD_RESPONSE,
                 UPSTREAM,
                 f"upstream returnCode {return_code}: {description[:200]}",
                 status=status,

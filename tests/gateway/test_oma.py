@@ -128,9 +128,11 @@ async def test_invalid_queries_are_refused_without_a_call(
             httpx.Response(
                 200, json={"result": [], "count": 0, "returnCode": "1", "description": "no"}
             ),
-            ErrorKind.BAD_RESPONSE,
+            ErrorKind.REFUSED,
             1,
         ),
+        # No returnCode at all is no answer OMA documents.
+        (httpx.Response(200, json={"result": [], "count": 0}), ErrorKind.BAD_RESPONSE, 1),
         (httpx.Response(200, text="<html>login</html>"), ErrorKind.BAD_RESPONSE, 1),
         (httpx.Response(200, json={"rows": []}), ErrorKind.BAD_RESPONSE, 1),
         (
@@ -169,9 +171,29 @@ async def test_a_failure_without_a_result_list_keeps_its_code_and_description(
     oma = make_upstreams(recorder).oma
     with pytest.raises(UpstreamError) as caught:
         await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
-    assert caught.value.kind is ErrorKind.BAD_RESPONSE
+    assert caught.value.kind is ErrorKind.REFUSED
     assert caught.value.upstream_code == "1"
     assert "token expired" in str(caught.value)
+
+
+async def test_refusals_never_open_the_breaker_for_other_callers(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.headers["X-Auth-Token"] == "refused":
+            return httpx.Response(200, json={"returnCode": "1", "description": "not allowed"})
+        return example_oma_response(request)
+
+    recorder = Recorder(answer)
+    oma = make_upstreams(recorder, breaker_threshold=2, cache_ttl=0).oma
+    for _ in range(5):
+        with pytest.raises(UpstreamError) as caught:
+            await oma.fetch_subscription_page(Caller("refused"), SubscriptionQuery(limit=10))
+        assert caught.value.kind is ErrorKind.REFUSED
+    page = await oma.fetch_subscription_page(Caller("another"), SubscriptionQuery(limit=10))
+    assert page.total == 1
+    # Each refusal was one call: not retried, and the breaker stayed closed.
+    assert len(recorder.requests) == 6
 
 
 async def test_a_window_reaching_before_1970_is_sent_from_epoch_zero(
