@@ -11,6 +11,8 @@ import orjson
 from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
+from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -98,7 +100,17 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
                 "message": "an upstream failed; some data was served from an expired cache entry",
             }
             response["extensions"] = extensions
+        # Kept until the answer is sent (``release_request``): freeing it is work too.
+        request.state.graphql_answer = response
         return response
+
+
+def release_request(state: State) -> None:
+    """Let go of what a request loaded (``GatewayContext.close``) and of its answer."""
+    context: GatewayContext | None = getattr(state, "graphql_context", None)
+    if context is not None:
+        context.close()
+    state.graphql_answer = None
 
 
 def create_app(gateway: Gateway) -> Starlette:
@@ -112,14 +124,17 @@ def create_app(gateway: Gateway) -> Starlette:
                 return PlainTextResponse("GraphiQL is off in the production profile", 404)
             return _graphiql_response()
         try:
-            return await graphql.run(request)
+            response = await graphql.run(request)
         except HTTPException as exc:
             # Transport-level refusals (bad JSON, content type, GET mutation, batches).
-            return PlainTextResponse(exc.reason, status_code=exc.status_code)
-        finally:
-            context: GatewayContext | None = getattr(request.state, "graphql_context", None)
-            if context is not None:
-                context.close()
+            response = PlainTextResponse(exc.reason, status_code=exc.status_code)
+        except BaseException:
+            release_request(request.state)
+            raise
+        # What the request loaded is let go once its answer is sent, not before: freeing
+        # the records of a large answer is a millisecond or more its caller need not wait.
+        response.background = BackgroundTask(release_request, request.state)
+        return response
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})

@@ -6,10 +6,13 @@ import logging
 from collections.abc import AsyncIterator
 
 import httpx
+import orjson
 import pytest
+from starlette.types import Message
 
 from gateway.app import create_app
 from gateway.simulator import Simulator
+from schema.context import GatewayContext
 from tests.conftest import GatewayFactory
 from tests.support.helpers import TOKEN, GraphQLClient, settings_for_tests
 
@@ -193,3 +196,51 @@ async def test_no_cors_headers_without_configured_origins(client: httpx.AsyncCli
         "/graphql", json={"query": "{ __typename }"}, headers={"Origin": "https://app.example"}
     )
     assert "access-control-allow-origin" not in response.headers
+
+
+async def test_a_request_lets_go_of_what_it_loaded_once_its_answer_is_sent(
+    make_gateway: GatewayFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[str] = []
+    close = GatewayContext.close
+
+    def recorded_close(context: GatewayContext) -> None:
+        events.append("released")
+        close(context)
+
+    monkeypatch.setattr(GatewayContext, "close", recorded_close)
+    app = create_app(make_gateway())
+    query = "{ subscriptions(first: 3) { nodes { id resources { resourceId } } } }"
+    sent: list[bytes] = []
+    received: list[Message] = []
+
+    async def receive() -> Message:
+        return received.pop() if received else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        if message["type"] == "http.response.body":
+            events.append("sent")
+            sent.append(message.get("body", b""))
+
+    for body in (orjson.dumps({"query": query}), b"{not json"):
+        events.clear()
+        sent.clear()
+        received[:] = [{"type": "http.request", "body": body, "more_body": False}]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "POST",
+            "scheme": "http",
+            "path": "/graphql",
+            "raw_path": b"/graphql",
+            "query_string": b"",
+            "root_path": "",
+            "headers": [(b"content-type", b"application/json"), (b"x-auth-token", b"t")],
+            "client": ("127.0.0.1", 1),
+            "server": ("gateway", 80),
+        }
+        await app(scope, receive, send)
+        # Released once, after the last of the answer went out (a refused body too).
+        assert events[-1] == "released" and events.count("released") == 1
+        assert "sent" in events[:-1] and b"".join(sent)
