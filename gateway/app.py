@@ -72,6 +72,25 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        # orjson, not the json module: it refuses nesting over 1024 levels and bytes that
+        # are not UTF-8 with a JSONDecodeError, where json.loads raises RecursionError or
+        # UnicodeDecodeError (a UTF-16 byte-order mark), which would end as a 500.
+        return orjson.loads(data)
+
+    def parse_json(self, data: str | bytes) -> Any:
+        try:
+            parsed = self.decode_json(data)
+        except orjson.JSONDecodeError as exc:
+            where = "request body" if isinstance(data, bytes) else "query parameter"
+            raise HTTPException(400, f"Unable to parse the {where} as JSON: {exc}") from exc
+        # The request body comes as bytes, query parameters (variables, extensions) as
+        # str. Strawberry checks the shape of the latter, but calls ``.get`` on the body
+        # and on each operation of a batch unchecked: ``5`` or ``[1]`` would be a 500.
+        if isinstance(data, bytes):
+            _check_body_shape(parsed, allow_batching=self._max_batch > 0)
+        return parsed
+
     def create_response(
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
     ) -> Response:
@@ -103,6 +122,49 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         # Kept until the answer is sent (``release_request``): freeing it is work too.
         request.state.graphql_answer = response
         return response
+
+
+def _check_body_shape(body: object, *, allow_batching: bool) -> None:
+    """Refuse, with 400, a JSON body that is not one operation (an object) or, with
+    batching allowed, a list of them."""
+    if isinstance(body, dict):
+        return  # Strawberry checks the entries of a single operation itself
+    if isinstance(body, list):
+        if not allow_batching:
+            return  # Strawberry refuses it with "Batching is not enabled"
+        for index, item in enumerate(body):
+            _check_batched_operation(index, item)
+        return
+    expected = "a JSON object or a list of them" if allow_batching else "a JSON object"
+    raise HTTPException(400, f"The request body must be {expected}, not {_json_kind(body)}")
+
+
+def _check_batched_operation(index: int, item: object) -> None:
+    # Strawberry checks these entries for a single operation but not in a batch, where a
+    # query of 5 would fail inside the parser and a list of variables be dropped unseen.
+    if not isinstance(item, dict):
+        reason = f"must be a JSON object, not {_json_kind(item)}"
+    elif not isinstance(item.get("query"), str | None):
+        reason = "has a `query` that is not a string"
+    elif not isinstance(item.get("variables"), dict | None):
+        reason = "has `variables` that are not an object"
+    elif not isinstance(item.get("extensions"), dict | None):
+        reason = "has `extensions` that are not an object"
+    else:
+        return
+    raise HTTPException(400, f"Operation {index} of the batch {reason}")
+
+
+def _json_kind(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    return "a number"
 
 
 def release_request(state: State) -> None:

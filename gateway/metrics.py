@@ -1,7 +1,8 @@
 """Prometheus metrics of the whole gateway, defined once.
 
 Labels never carry a token, a URL or a caller-chosen string other than the
-GraphQL operation name, which is cut to a bounded length and character set.
+GraphQL operation name, which is cut to a bounded length and character set, and of
+which at most ``MAX_OPERATION_LABELS`` distinct values are kept.
 """
 
 from __future__ import annotations
@@ -86,12 +87,30 @@ IN_FLIGHT = Gauge(
 
 _OPERATION_NAME = re.compile(r"[^A-Za-z0-9_]")
 
+MAX_OPERATION_LABELS = 100
+"""Distinct operation names given series of their own, per process; the names seen after
+them share ``OTHER_OPERATION``. Any caller, even one without a token, chooses the name,
+and each costs about 2 KB of /metrics and of memory until restart: unbounded, a loop of
+``query op_<random>`` grows both forever. The first names seen keep their series rather
+than being evicted for newer ones, because a counter that vanishes and comes back at
+zero reads as a reset to rate() and breaks the alerts built on it. A rising ``other``
+rate says the bound was reached."""
+OTHER_OPERATION = "other"
+
+_operation_labels: set[str] = set()
+
 
 def operation_label(name: str | None) -> str:
     """A bounded label for a client-chosen operation name."""
     if not name:
         return "anonymous"
-    return _OPERATION_NAME.sub("_", name)[:64]
+    label = _OPERATION_NAME.sub("_", name)[:64]
+    if label in _operation_labels:
+        return label
+    if len(_operation_labels) >= MAX_OPERATION_LABELS:
+        return OTHER_OPERATION
+    _operation_labels.add(label)
+    return label
 
 
 class LabelledChildren(Generic[M]):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -10,6 +11,7 @@ import orjson
 import pytest
 from starlette.types import Message
 
+from gateway import metrics
 from gateway.app import create_app
 from gateway.simulator import Simulator
 from schema.context import GatewayContext
@@ -244,3 +246,30 @@ async def test_a_request_lets_go_of_what_it_loaded_once_its_answer_is_sent(
         # Released once, after the last of the answer went out (a refused body too).
         assert events[-1] == "released" and events.count("released") == 1
         assert "sent" in events[:-1] and b"".join(sent)
+
+
+async def test_operation_names_beyond_the_bound_share_one_series(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fresh set of admitted names: earlier tests in this process admitted theirs.
+    monkeypatch.setattr(metrics, "_operation_labels", set())
+    bound = metrics.MAX_OPERATION_LABELS
+
+    def count(operation: str) -> float:
+        labels = {"operation": operation, "outcome": "ok"}
+        return metrics.REGISTRY.get_sample_value("gateway_graphql_requests_total", labels) or 0.0
+
+    others_before = count(metrics.OTHER_OPERATION)
+    names = [f"Flood{i}" for i in range(bound + 30)]
+    for name in [*names, names[0]]:
+        response = await client.post(
+            "/graphql",
+            json={"query": f"query {name} {{ __typename }}", "operationName": name},
+        )
+        assert response.status_code == 200
+    text = (await client.get("/metrics")).text
+    series = set(re.findall(r'operation="(Flood\d+)"', text))
+    assert series == set(names[:bound])  # the first names seen, each as itself
+    assert count(names[0]) == 2 and count(names[bound - 1]) == 1
+    assert count(metrics.OTHER_OPERATION) - others_before == 30
+    assert f'operation="{metrics.OTHER_OPERATION}"' in text

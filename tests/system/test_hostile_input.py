@@ -236,3 +236,68 @@ async def test_breaker_opens_fails_fast_and_closes_after_one_probe(
         assert "errors" not in probe.json()
         assert simulator.counts() == {"oma.queryresource": 1}
         assert gateway.upstreams.breaker_states()["oma"] == "closed"
+
+
+DEEP_VARIABLES = (
+    b'{"query": "query($ids: [ID!]) { resources(filter: {resourceIds: $ids}) { totalCount } }",'
+    b' "variables": {"ids": ' + b"[" * 20_000 + b"]" * 20_000 + b"}}"
+)
+NO_OPERATION: list[tuple[str, bytes, str]] = [
+    ("a string", b'"x"', "The request body must be a JSON object, not a string"),
+    ("a number", b"5", "The request body must be a JSON object, not a number"),
+    ("null", b"null", "The request body must be a JSON object, not null"),
+    ("a boolean", b"true", "The request body must be a JSON object, not a boolean"),
+    ("a UTF-16 byte-order mark", b"\xff\xfe{", "Unable to parse the request body as JSON"),
+    ("variables nested 20,000 deep", DEEP_VARIABLES, "Unable to parse the request body as JSON"),
+]
+
+
+@pytest.mark.parametrize(("name", "body", "reason"), NO_OPERATION, ids=[n[0] for n in NO_OPERATION])
+async def test_a_body_that_is_no_operation_is_a_400_with_its_reason(
+    production: httpx.AsyncClient, simulator: Simulator, name: str, body: bytes, reason: str
+) -> None:
+    simulator.reset()
+    response = await production.post(
+        "/graphql", content=body, headers={"Content-Type": "application/json"}
+    )
+    assert response.status_code == 400, name
+    assert response.text.startswith(reason), response.text
+    assert simulator.counts() == {}, name
+    healthy = await production.post("/graphql", json=NORMAL)
+    assert healthy.json()["data"]["subscriptions"]["totalCount"] == 301
+
+
+NOT_AN_OPERATION: list[tuple[list[Any], str]] = [
+    ([1], "Operation 0 of the batch must be a JSON object, not a number"),
+    (["x"], "Operation 0 of the batch must be a JSON object, not a string"),
+    ([None], "Operation 0 of the batch must be a JSON object, not null"),
+    ([[]], "Operation 0 of the batch must be a JSON object, not a list"),
+    ([NORMAL, True], "Operation 1 of the batch must be a JSON object, not a boolean"),
+    ([{"query": 5}], "Operation 0 of the batch has a `query` that is not a string"),
+    ([{**NORMAL, "variables": [1]}], "Operation 0 of the batch has `variables` that are not"),
+    ([{**NORMAL, "extensions": "x"}], "Operation 0 of the batch has `extensions` that are not"),
+    (5, "The request body must be a JSON object or a list of them, not a number"),
+]
+
+
+async def test_a_batch_of_what_is_no_operation_is_a_400_with_its_reason(
+    make_gateway: GatewayFactory, simulator: Simulator
+) -> None:
+    import dataclasses
+
+    settings = settings_for_tests()
+    settings = settings.replace(limits=dataclasses.replace(settings.limits, allow_batching=True))
+    app = create_app(make_gateway(settings))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://gateway",
+        headers={"X-Auth-Token": TOKEN},
+    ) as http:
+        for body, reason in NOT_AN_OPERATION:
+            simulator.reset()
+            response = await http.post("/graphql", json=body)
+            assert response.status_code == 400, body
+            assert response.text.startswith(reason), response.text
+            assert simulator.counts() == {}, body
+        batch = await http.post("/graphql", json=[NORMAL, NORMAL])
+        assert [a["data"]["subscriptions"]["totalCount"] for a in batch.json()] == [301, 301]
