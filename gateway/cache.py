@@ -463,7 +463,9 @@ class PageCache:
         try:
             try:
                 value = await fetch()
-            except UpstreamError:
+            except UpstreamError as error:
+                if not error.kind.upstream_could_not_answer:
+                    raise
                 stale = await self._stale(attempt, entry, rendered, codec, ttl, refresh)
                 if stale is None:
                     raise

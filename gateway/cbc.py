@@ -122,6 +122,18 @@ def parse_resource(record: Mapping[str, Any]) -> ResourceRecord:
     return ResourceRecord._make(values)
 
 
+def sendable(text: str) -> bool:
+    """Whether ``text`` can go in a JSON body: a lone surrogate (which JSON's ``\\ud800``
+    escape lets a client send) has no UTF-8 form."""
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class ResourcesQueryEndpoint:
     upstream = UPSTREAM
     name = "resources_query"
@@ -143,6 +155,8 @@ class ResourcesQueryEndpoint:
             raise refuse("resource ids must be 1..128 characters")
         if query.order_id is not None and not 1 <= len(query.order_id) <= MAX_ORDER_ID_LENGTH:
             raise refuse(f"an order id is 1..{MAX_ORDER_ID_LENGTH} characters")
+        if not all(map(sendable, query.resource_ids)) or not sendable(query.order_id or ""):
+            raise refuse("resource and order ids must be valid Unicode text")
         if len(query.statuses) > MAX_STATUSES:
             raise refuse(f"at most {MAX_STATUSES} statuses, got {len(query.statuses)}")
         unknown = sorted(set(query.statuses) - QUERYABLE_STATUSES)

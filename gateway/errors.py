@@ -29,6 +29,18 @@ class ErrorKind(enum.Enum):
         return self in (ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT, ErrorKind.THROTTLED)
 
     @property
+    def upstream_could_not_answer(self) -> bool:
+        """The upstream was down, slow, throttled or garbled, and said nothing about the
+        caller: only then may an expired page stand in (stale-if-error). A refusal (a
+        revoked token, a forbidden account) must reach the caller, never old data."""
+        return self in (
+            ErrorKind.UNAVAILABLE,
+            ErrorKind.TIMEOUT,
+            ErrorKind.THROTTLED,
+            ErrorKind.BAD_RESPONSE,
+        )
+
+    @property
     def counts_against_breaker(self) -> bool:
         """Failures that say the upstream is unhealthy, not that the caller is wrong. A
         refusal does not: one tenant's refused calls must not open the breaker for all."""

@@ -202,8 +202,10 @@ def _decode_json(upstream: str, answer: HttpAnswer) -> Any:
     try:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
-        if answer.status >= 500:
-            return None  # an HTML error page from a proxy: the status tells enough
+        if answer.status >= 300:
+            # An HTML error page (a proxy's, a login page): the status tells enough. A
+            # 401 in HTML is still the caller's bad token, not an unwell upstream.
+            return None
         raise UpstreamError(
             ErrorKind.BAD_RESPONSE,
             upstream,

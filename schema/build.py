@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,20 @@ class GatewaySchema(strawberry.Schema):
         return
 
 
+class DocumentCache(ParserCache):
+    """Strawberry's ParserCache, except that a document that does not parse is left to
+    Strawberry to parse again and report. Raised from within the parse hook, the error
+    left the other extensions' hooks unfinished: no error code, no operation logged."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        with contextlib.suppress(GraphQLError):
+            context.graphql_document = self.cached_parse_document(
+                context.query, **context.parse_options
+            )
+        yield
+
+
 def build_schema(
     limits: LimitSettings | None = None, *, production: bool = True, tracing: bool = False
 ) -> GatewaySchema:
@@ -60,7 +75,7 @@ def build_schema(
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         # Frontends send the same few documents again and again: parse and validate each
         # once (Strawberry keeps these LRU caches at module level, bounded).
-        functools.partial(ParserCache, maxsize=DOCUMENT_CACHE_SIZE),
+        functools.partial(DocumentCache, maxsize=DOCUMENT_CACHE_SIZE),
         functools.partial(AddValidationRules, validation_rules),
         functools.partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
         functools.partial(CostLimit, max_cost=limits.max_cost),

@@ -26,7 +26,18 @@ INTERNAL_ERROR_MESSAGE = "Internal error; it has been logged."
 def translate_error(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, GraphQLError) and original is not error:
-        return translate_error(original)
+        if original.original_error is None and error.path is not None:
+            # graphql-core refusing a value in a field (an upstream's number beyond Int's
+            # 32 bits): the field is null, and the error says why, at the field's path.
+            logger.warning(
+                "a value the schema cannot represent",
+                extra={"path": ".".join(map(str, error.path)), "reason": original.message},
+            )
+            return _with(error, original.message, {"code": "INTERNAL_SERVER_ERROR"})
+        translated = translate_error(original)
+        if translated.path is None and error.path is not None:
+            return _with(error, translated.message, dict(translated.extensions or {}))
+        return translated
     extensions: dict[str, Any]
     if isinstance(original, UpstreamError):
         extensions = {"code": original.kind.value, "upstream": original.upstream}

@@ -54,6 +54,7 @@ class Upstream:
         self.calls = 0
         self.delay = delay
         self.failing = False
+        self.failure = ErrorKind.UNAVAILABLE
 
     def fetcher(self, owner: str = "alice") -> Callable[[], Awaitable[Page]]:
         async def fetch() -> Page:
@@ -61,7 +62,7 @@ class Upstream:
             if self.delay:
                 await asyncio.sleep(self.delay)
             if self.failing:
-                raise UpstreamError(ErrorKind.UNAVAILABLE, "oma", "down")
+                raise UpstreamError(self.failure, "oma", "down")
             return Page(owner, self.calls)
 
         return fetch
@@ -220,6 +221,26 @@ async def test_stale_if_error_within_the_window_only(
     await asyncio.sleep(0.5)  # past ttl + stale window
     with pytest.raises(UpstreamError):
         await get(cache, upstream, ttl=0.2)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [ErrorKind.UNAUTHENTICATED, ErrorKind.FORBIDDEN, ErrorKind.BAD_REQUEST, ErrorKind.REFUSED],
+)
+async def test_a_refusal_is_never_answered_with_a_stale_page(
+    refusal: ErrorKind, make_cache: Callable[..., PageCache]
+) -> None:
+    # A revoked token must not go on reading its old pages while they are in the window.
+    cache = make_cache("memory", stale_if_error=10)
+    upstream = Upstream()
+    await get(cache, upstream, ttl=0.1)
+    await asyncio.sleep(0.15)
+    upstream.failing = True
+    upstream.failure = refusal
+    for refresh in (False, True):
+        with pytest.raises(UpstreamError) as caught:
+            await get(cache, upstream, ttl=0.1, refresh=refresh)
+        assert caught.value.kind is refusal
 
 
 @pytest.mark.parametrize("backend", ["memory", "redis"])

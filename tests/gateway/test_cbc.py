@@ -61,6 +61,9 @@ async def test_seed_example_request_and_response(make_upstreams: Callable[..., U
         ResourceQuery(resource_ids=("",)),
         ResourceQuery(order_id="x" * 65),
         ResourceQuery(order_id=""),
+        # Lone surrogates have no UTF-8 form: a JSON body cannot carry them.
+        ResourceQuery(order_id="CS\ud800"),
+        ResourceQuery(resource_ids=("r1", "\udfff")),
         ResourceQuery(statuses=(2, 4, 5, 2, 4, 5, 2, 4, 5, 2, 4)),
         ResourceQuery(statuses=(3,)),
         ResourceQuery(

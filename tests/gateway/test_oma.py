@@ -119,6 +119,9 @@ async def test_invalid_queries_are_refused_without_a_call(
         (httpx.Response(401, content=b" \r\n\t"), ErrorKind.UNAUTHENTICATED, 1),
         (httpx.Response(502, json={"schema": "Business failure"}), ErrorKind.UNAVAILABLE, 3),
         (httpx.Response(503, text="<html>down</html>"), ErrorKind.UNAVAILABLE, 3),
+        # A refusal in HTML (a proxy's or a login page) is still a refusal.
+        (httpx.Response(401, text="<html>sign in</html>"), ErrorKind.UNAUTHENTICATED, 1),
+        (httpx.Response(403, text="<html>denied</html>"), ErrorKind.FORBIDDEN, 1),
         (
             httpx.Response(429, json={"error_code": "APIG.0308"}, headers={"Retry-After": "0"}),
             ErrorKind.THROTTLED,

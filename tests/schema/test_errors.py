@@ -10,6 +10,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.runtime import Gateway
 from gateway.simulator import Simulator
 from tests.conftest import GatewayFactory
 from tests.support.helpers import TOKEN, GraphQLClient, settings_for_tests
@@ -131,6 +132,52 @@ async def test_unexpected_errors_are_masked(
     assert "internal.example" not in str(body) and TOKEN not in str(body)
     assert body["data"]["resources"]["nodes"]
     assert "unexpected error in a resolver" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "document",
+    ["{", "{ subscriptions(first: 1) { nodes { id } }", "{ " + "__typename " * 2100 + "}"],
+)
+async def test_a_document_that_does_not_parse_says_so_in_its_code(
+    graphql: GraphQLClient, document: str
+) -> None:
+    body = await graphql.post(document)
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "GRAPHQL_PARSE_FAILED"}
+    assert error["message"].startswith("Syntax Error")
+
+
+async def test_an_upstream_number_beyond_int_is_null_with_an_error_at_its_field(
+    simulator: Simulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def odd_amount(request: httpx.Request) -> httpx.Response:
+        answer = await httpx.ASGITransport(app=simulator.app).handle_async_request(request)
+        await answer.aread()
+        page = answer.json()
+        page["result"][0]["amount"] = "3000000000"
+        return httpx.Response(200, json=page)
+
+    transports = {
+        "oma": httpx.MockTransport(odd_amount),
+        "cbc": httpx.ASGITransport(app=simulator.app),
+    }
+    gateway = Gateway.build(settings_for_tests(), transports=transports)
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://gateway"
+        ) as http:
+            body = await GraphQLClient(http).post(
+                "{ subscriptions(first: 2) { nodes { id quantity } } }"
+            )
+    finally:
+        await gateway.aclose()
+    first, second = body["data"]["subscriptions"]["nodes"]
+    assert first["quantity"] is None and first["id"] and second["id"]
+    (error,) = body["errors"]
+    assert error["path"] == ["subscriptions", "nodes", 0, "quantity"]
+    assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}
+    assert "32-bit" in error["message"]
+    assert "a value the schema cannot represent" in caplog.text
 
 
 async def test_stale_pages_are_served_and_marked_while_an_upstream_fails(

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from gateway.simulator import Simulator
@@ -269,6 +270,42 @@ async def test_a_window_from_before_1970_answers_as_from_epoch_zero(
     assert "errors" not in before, before
     assert before == await graphql.post(query, {"w": {"from": 0}})
     assert before["data"]["subscriptions"]["totalCount"] > 0
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (
+            "query($o: String) { resources(filter: {orderId: $o}) { totalCount } }",
+            '{"o": "ab\\ud800"}',
+        ),
+        (
+            "query($ids: [ID!]) { resources(filter: {resourceIds: $ids}) { totalCount } }",
+            '{"ids": ["\\udfff"]}',
+        ),
+        (
+            "query($ids: [ID!]!) { resourcesByIds(resourceIds: $ids) { id } }",
+            '{"ids": ["\\ud800"]}',
+        ),
+        ("query($id: ID!) { resource(resourceId: $id) { id } }", '{"id": "x\\udfff"}'),
+    ],
+)
+async def test_an_id_that_is_no_unicode_text_is_refused_with_no_call(
+    client: httpx.AsyncClient, simulator: Simulator, query: str, variables: str
+) -> None:
+    # JSON's \\ud800 escape lets a client send a lone surrogate, which has no UTF-8 form.
+    simulator.reset()
+    # The variables as the client's own JSON text: a Python str would not encode.
+    body = orjson.dumps({"query": query})[:-1] + b', "variables": ' + variables.encode() + b"}"
+    response = await client.post(
+        "/graphql",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN},
+    )
+    # Refused with the body, as JSON that has no UTF-8 form.
+    assert response.status_code == 400
+    assert "Unable to parse the request body as JSON" in response.text
+    assert counts(simulator) == {OMA: 0, CBC: 0}
 
 
 @pytest.mark.parametrize(
