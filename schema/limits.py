@@ -4,6 +4,12 @@ Depth, aliases and tokens use Strawberry's own limiters; this module adds what
 Strawberry lacks: directives per field, root fields, and a cost limit that
 estimates the upstream calls an operation would make and refuses it, before
 any upstream call, when it is over budget.
+
+The budget is per operation. A batch (``GATEWAY_ALLOW_BATCHING``) is run by
+Strawberry as separate, concurrent executions, each with its own extensions and
+sharing only the request's ``GatewayContext``: an operation may already be calling
+upstreams when a later one is estimated, so each is estimated and refused on its
+own, and a batch may cost up to ``max_batch_size`` times ``max_cost``.
 """
 
 from __future__ import annotations
@@ -18,19 +24,25 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLObjectType,
+    GraphQLSchema,
     InlineFragmentNode,
     OperationDefinitionNode,
     SelectionSetNode,
     ValidationContext,
     ValidationRule,
-    ValueNode,
-    value_from_ast_untyped,
+    get_argument_values,
+    get_named_type,
+    get_operation_ast,
+    get_variable_values,
 )
+from graphql.execution import VariableValues
 from strawberry.extensions import SchemaExtension
 
 from gateway.cbc import MAX_PAGE_SIZE as CBC_PAGE_SIZE
-from gateway.cbc import MAX_RESOURCE_IDS
+from gateway.cbc import MAX_RESOURCE_IDS, QUERYABLE_STATUSES
 from gateway.oma import MAX_PAGE_SIZE as OMA_PAGE_SIZE
+from schema.enums import RESOURCE_STATUS_CODES, ResourceStatus
 
 # Expected fan-out where the schema cannot know it: resources per order and
 # attached resources per primary. Generous, so the estimate errs towards refusing.
@@ -100,39 +112,66 @@ def _fields(
 
 
 class CostEstimate:
-    """Upstream calls an operation may cause, from its arguments and variables."""
+    """Upstream calls an operation may cause, from its arguments as execution will see
+    them: coerced by graphql-core, with the variables' and the fields' defaults."""
 
     def __init__(
-        self, fragments: Mapping[str, FragmentDefinitionNode], variables: Mapping[str, Any]
+        self,
+        schema: GraphQLSchema,
+        fragments: Mapping[str, FragmentDefinitionNode],
+        variables: VariableValues,
     ) -> None:
+        self._schema = schema
         self._fragments = fragments
         self._variables = variables
 
     def operation(self, operation: OperationDefinitionNode) -> int:
-        return self._selection(operation.selection_set, 1, set(), root=True)
-
-    def _argument(self, field: FieldNode, name: str) -> Any:
-        for argument in field.arguments or ():
-            if argument.name.value == name:
-                value: ValueNode = argument.value
-                return value_from_ast_untyped(value, dict(self._variables))
-        return None
+        """The estimate; ``GraphQLError`` (BAD_USER_INPUT) for an argument the upstream
+        would refuse on every call, so it is refused once instead."""
+        root = self._schema.get_root_type(operation.operation)
+        if root is None:
+            return 0
+        return self._selection(operation.selection_set, root, 1, set(), root=True)
 
     def _selection(
-        self, selection_set: SelectionSetNode | None, parents: int, seen: set[str], *, root: bool
+        self,
+        selection_set: SelectionSetNode | None,
+        parent_type: GraphQLObjectType,
+        parents: int,
+        seen: set[str],
+        *,
+        root: bool,
     ) -> int:
         total = 0
+        # The schema has object types only: a fragment's type is its parent's.
         for field in _fields(selection_set, self._fragments, seen):
-            calls, children = self._field(field, parents, root=root)
-            total += calls + self._selection(field.selection_set, children, seen, root=False)
+            field_def = parent_type.fields.get(field.name.value)
+            if field_def is None:
+                continue  # __typename or introspection: no upstream call
+            arguments: dict[str, Any] = {}
+            if field_def.args:
+                try:
+                    arguments = get_argument_values(field_def, field, self._variables)
+                except GraphQLError:
+                    continue  # execution fails this field the same way, before its resolver
+                _check_statuses(field, arguments)
+            calls, children = self._field(field.name.value, arguments, parents, root=root)
+            total += calls
+            child_type = get_named_type(field_def.type) if field.selection_set else None
+            if isinstance(child_type, GraphQLObjectType):
+                total += self._selection(
+                    field.selection_set, child_type, children, seen, root=False
+                )
         return total
 
-    def _field(self, field: FieldNode, parents: int, *, root: bool) -> tuple[int, int]:
+    @staticmethod
+    def _field(
+        name: str, arguments: Mapping[str, Any], parents: int, *, root: bool
+    ) -> tuple[int, int]:
         """(calls for this field across ``parents`` objects, objects its children see)."""
-        name = field.name.value
         if root and name in ("subscriptions", "resources"):
-            first = self._argument(field, "first")
-            first = DEFAULT_FIRST if not isinstance(first, int) else max(first, 0)
+            first = arguments.get("first")
+            first = DEFAULT_FIRST if first is None else max(first, 0)
             page = OMA_PAGE_SIZE if name == "subscriptions" else CBC_PAGE_SIZE
             return max(1, math.ceil(first / page)), first
         if name == "resources":  # SoftwareSubscription.resources: one call per order
@@ -140,14 +179,32 @@ class CostEstimate:
         if name == "resource":
             return 1, 1
         if name == "resourcesByIds":
-            ids = self._argument(field, "resourceIds")
-            count = len(ids) if isinstance(ids, list) else 1
+            count = len(arguments["resourceIds"])
             return math.ceil(count / MAX_RESOURCE_IDS), count
         if name == "parent":
             return math.ceil(parents / MAX_RESOURCE_IDS), parents
         if name == "attachedResources":
             return math.ceil(parents / MAX_RESOURCE_IDS), parents * ATTACHED_PER_RESOURCE
         return 0, parents
+
+
+def _check_statuses(field: FieldNode, arguments: Mapping[str, Any]) -> None:
+    """Refuses a status CBC's ``status_list`` does not take (CLOSED): otherwise the
+    refusal comes after the calls above it, once per subscription."""
+    resource_filter = arguments.get("filter")
+    statuses = arguments.get("statuses") or (
+        resource_filter.get("statuses") if isinstance(resource_filter, Mapping) else None
+    )
+    refused = [s for s in statuses or () if RESOURCE_STATUS_CODES[s] not in QUERYABLE_STATUSES]
+    if refused:
+        allowed = ", ".join(
+            s.name for s in ResourceStatus if RESOURCE_STATUS_CODES[s] in QUERYABLE_STATUSES
+        )
+        raise GraphQLError(
+            f"`statuses` cannot include {refused[0].name}: CBC lists resources by {allowed} only.",
+            field,
+            extensions={"code": "BAD_USER_INPUT"},
+        )
 
 
 class CostLimit(SchemaExtension):
@@ -158,33 +215,42 @@ class CostLimit(SchemaExtension):
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
-        document = context.graphql_document
-        if document is not None and context.result is None:
-            fragments = {
-                d.name.value: d
-                for d in document.definitions
-                if isinstance(d, FragmentDefinitionNode)
-            }
-            estimate = CostEstimate(fragments, context.variables or {})
-            for definition in document.definitions:
-                if not isinstance(definition, OperationDefinitionNode):
-                    continue
-                if context.operation_name and (
-                    definition.name is None or definition.name.value != context.operation_name
-                ):
-                    continue
-                cost = estimate.operation(definition)
-                if cost > self.max_cost:
-                    context.result = ExecutionResult(
-                        data=None,
-                        errors=[
-                            GraphQLError(
-                                f"the operation would make about {cost} upstream calls; "
-                                f"the limit is {self.max_cost}. Ask for fewer items.",
-                                definition,
-                                extensions={"code": "QUERY_TOO_COSTLY", "cost": cost},
-                            )
-                        ],
-                    )
-                    break
+        if context.result is None:
+            context.result = self._refusal()
         yield
+
+    def _refusal(self) -> ExecutionResult | None:
+        context = self.execution_context
+        document = context.graphql_document
+        if document is None:
+            return None
+        operation = get_operation_ast(document, context.operation_name)
+        if operation is None:
+            return None  # execution refuses it: no operation to run
+        schema = context.schema._schema
+        # Coerced as execution will coerce them: defaults applied, 1000.0 read as 1000.
+        variables = get_variable_values(
+            schema, operation.variable_definitions or (), context.variables or {}
+        )
+        if isinstance(variables, list):
+            return None  # execution refuses them, before any resolver
+        fragments = {
+            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+        }
+        try:
+            cost = CostEstimate(schema, fragments, variables).operation(operation)
+        except GraphQLError as error:
+            return ExecutionResult(data=None, errors=[error])
+        if cost <= self.max_cost:
+            return None
+        return ExecutionResult(
+            data=None,
+            errors=[
+                GraphQLError(
+                    f"the operation would make about {cost} upstream calls; "
+                    f"the limit is {self.max_cost}. Ask for fewer items.",
+                    operation,
+                    extensions={"code": "QUERY_TOO_COSTLY", "cost": cost},
+                )
+            ],
+        )

@@ -1,0 +1,119 @@
+"""The cost limit and the argument checks of ``schema.limits``, as a client sees them:
+the error code, and the upstream calls made (none when refused)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.app import create_app
+from gateway.simulator import Simulator
+from tests.conftest import GatewayFactory
+from tests.support.helpers import TOKEN, GraphQLClient, settings_for_tests
+
+# 1000 subscriptions, with their resources: about 1011 calls against the default 200.
+COSTLY = "subscriptions(first: $n) { nodes { id resources { resourceId } } }"
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        # The operation's default applies when the variable is not sent.
+        ("query($n: Int = 1000) { " + COSTLY + " }", None),
+        # A float GraphQL Int coercion accepts is the integer it coerces to.
+        ("query($n: Int) { " + COSTLY + " }", {"n": 1000.0}),
+        ("query($n: Int = 3) { " + COSTLY + " }", {"n": 1000.0}),
+        ("query($n: Int) { " + COSTLY + " }", {"n": 1000}),
+    ],
+)
+async def test_the_budget_sees_the_variables_execution_will_use(
+    graphql: GraphQLClient, simulator: Simulator, query: str, variables: dict[str, Any] | None
+) -> None:
+    simulator.reset()
+    body = await graphql.post(query, variables)
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    assert body["data"] is None
+    assert simulator.counts() == {}
+
+
+async def test_a_variable_default_within_budget_is_used(
+    graphql: GraphQLClient, simulator: Simulator
+) -> None:
+    simulator.reset()
+    body = await graphql.post("query($n: Int = 3) { " + COSTLY + " }")
+    assert "errors" not in body
+    assert len(body["data"]["subscriptions"]["nodes"]) == 3
+    assert simulator.counts()["oma.queryresource"] == 1
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (
+            "{ subscriptions(first: 30) { nodes { id resources(statuses: [CLOSED]) { id } } } }",
+            None,
+        ),
+        (
+            "query($s: [ResourceStatus!]) { subscriptions(first: 30) "
+            "{ nodes { id resources(statuses: $s) { id } } } }",
+            {"s": ["FROZEN", "CLOSED"]},
+        ),
+        (
+            "query($s: [ResourceStatus!] = [CLOSED]) { subscriptions(first: 30) "
+            "{ nodes { id resources(statuses: $s) { id } } } }",
+            None,
+        ),
+        (
+            "{ subscriptions(first: 2) { nodes { id } } "
+            "resources(filter: {statuses: [CLOSED]}) { totalCount } }",
+            None,
+        ),
+    ],
+)
+async def test_a_status_cbc_never_lists_is_refused_once_before_any_call(
+    graphql: GraphQLClient, simulator: Simulator, query: str, variables: dict[str, Any] | None
+) -> None:
+    simulator.reset()
+    body = await graphql.post(query, variables)
+    (error,) = body["errors"]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "CLOSED" in error["message"]
+    assert body["data"] is None
+    assert simulator.counts() == {}
+
+
+async def test_the_statuses_cbc_lists_are_accepted(
+    graphql: GraphQLClient, simulator: Simulator
+) -> None:
+    body = await graphql.post(
+        "{ subscriptions(first: 3) { nodes { resources(statuses: [PROVISIONED, FROZEN, EXPIRED]) "
+        "{ status } } } }"
+    )
+    assert "errors" not in body
+    assert len(body["data"]["subscriptions"]["nodes"]) == 3
+
+
+async def test_in_a_batch_each_operation_has_its_own_budget(
+    make_gateway: GatewayFactory, simulator: Simulator
+) -> None:
+    # Strawberry runs a batch as separate executions: the budget is per operation.
+    settings = settings_for_tests()
+    settings = settings.replace(limits=dataclasses.replace(settings.limits, allow_batching=True))
+    app = create_app(make_gateway(settings))
+    batch = [
+        {"query": "query($n: Int = 1000) { " + COSTLY + " }"},
+        {"query": "{ subscriptions(first: 2) { nodes { id } } }"},
+    ]
+    simulator.reset()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+    ) as http:
+        response = await http.post("/graphql", json=batch, headers={"X-Auth-Token": TOKEN})
+    costly, cheap = response.json()
+    assert costly["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    assert len(cheap["data"]["subscriptions"]["nodes"]) == 2
+    assert simulator.counts() == {"oma.queryresource": 1}
