@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import gc
 import logging
+import math
 import signal
 import sys
 import threading
@@ -93,7 +94,7 @@ def _uvicorn_config(app: object, server: ServerSettings) -> uvicorn.Config:
         log_config=None,
         access_log=False,
         lifespan="on",
-        timeout_graceful_shutdown=int(server.shutdown_grace),
+        timeout_graceful_shutdown=math.ceil(server.shutdown_grace),
         server_header=False,
     )
 
@@ -115,7 +116,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             workers=settings.server.workers,
             log_config=None,
             access_log=False,
-            timeout_graceful_shutdown=int(settings.server.shutdown_grace),
+            timeout_graceful_shutdown=math.ceil(settings.server.shutdown_grace),
         )
         return 0
     gateway = Gateway.build(settings)

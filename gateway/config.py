@@ -10,6 +10,7 @@ so ``gateway check-config`` can say everything that is wrong at once.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -18,6 +19,9 @@ from urllib.parse import urlsplit
 
 Profile = Literal["development", "production"]
 T = TypeVar("T")
+
+# Whole-number settings end up in C ints (the collector's threshold, for one).
+_INT_MAX = 2**31 - 1
 
 
 class ConfigError(ValueError):
@@ -214,17 +218,24 @@ class _EnvReader:
             self.problems.append(f"{name}={raw!r} is not {kind}")
             return default
 
-    def number(self, name: str, default: float, *, minimum: float = 0.0) -> float:
+    def number(
+        self, name: str, default: float, *, minimum: float = 0.0, above: bool = False
+    ) -> float:
+        """A finite number of at least ``minimum`` (above it, when ``above``)."""
         value = self._parse(name, default, float, "a number")
-        if value < minimum or value != value:  # NaN is not a setting
-            self.problems.append(f"{name} must be at least {minimum:g}, got {value:g}")
+        if not math.isfinite(value):  # NaN and infinity are not settings
+            self.problems.append(f"{name} must be a finite number, got {value:g}")
+            return default
+        if value < minimum or (above and value == minimum):
+            bound = "above" if above else "at least"
+            self.problems.append(f"{name} must be {bound} {minimum:g}, got {value:g}")
             return default
         return value
 
-    def integer(self, name: str, default: int, *, minimum: int = 0) -> int:
+    def integer(self, name: str, default: int, *, minimum: int = 0, maximum: int = _INT_MAX) -> int:
         value = self._parse(name, default, int, "a whole number")
-        if value < minimum:
-            self.problems.append(f"{name} must be at least {minimum}, got {value}")
+        if not minimum <= value <= maximum:
+            self.problems.append(f"{name} must be from {minimum} to {maximum}, got {value}")
             return default
         return value
 
@@ -254,8 +265,20 @@ class _EnvReader:
         if raw is None:
             return default
         parts = urlsplit(raw)
-        if parts.scheme not in schemes or (not parts.netloc and parts.scheme != "memory"):
+        if parts.scheme not in schemes or (not parts.hostname and parts.scheme != "memory"):
             self.problems.append(f"{name}={raw!r} must be a URL with scheme {' or '.join(schemes)}")
+            return default
+        try:
+            parts.port  # noqa: B018 - reading it checks it: a number from 0 to 65535
+        except ValueError:
+            self.problems.append(f"{name}={raw!r} has a port that is not a number up to 65535")
+            return default
+        if any(character.isspace() for character in raw):
+            self.problems.append(f"{name}={raw!r} must not contain spaces")
+            return default
+        database = parts.path.strip("/")
+        if parts.scheme.startswith("redis") and database and not database.isdigit():
+            self.problems.append(f"{name}={raw!r} must name its Redis database by number")
             return default
         return raw.rstrip("/")
 
@@ -272,17 +295,16 @@ class _EnvReader:
                 minimum = 1 if attr in ("max_concurrency", "breaker_threshold") else 0
                 values[attr] = self.integer(variable, default, minimum=minimum)
             else:
-                values[attr] = self.number(variable, default)
-        settings = UpstreamSettings(**values)  # type: ignore[arg-type]
-        if settings.connect_timeout <= 0 or settings.read_timeout <= 0 or settings.deadline <= 0:
-            self.problems.append(f"{prefix}*_TIMEOUT and {prefix}DEADLINE must be above 0")
-        return settings
+                above = attr in ("connect_timeout", "read_timeout", "deadline")
+                values[attr] = self.number(variable, default, above=above)
+        return UpstreamSettings(**values)  # type: ignore[arg-type]
 
     def cache(self) -> CacheSettings:
         d = CacheSettings()
         return CacheSettings(
             url=self.url("GATEWAY_CACHE_URL", d.url, ("memory", "redis", "rediss")),
-            operation_timeout=self.number("GATEWAY_CACHE_TIMEOUT", d.operation_timeout),
+            # Above 0: Redis's client reads 0 as no timeout, the rate limit as none left.
+            operation_timeout=self.number("GATEWAY_CACHE_TIMEOUT", d.operation_timeout, above=True),
             max_entries=self.integer("GATEWAY_CACHE_MAX_ENTRIES", d.max_entries, minimum=1),
             stale_if_error=self.number("GATEWAY_CACHE_STALE_IF_ERROR", d.stale_if_error),
             lock_timeout=self.number("GATEWAY_CACHE_LOCK_TIMEOUT", d.lock_timeout),
@@ -310,7 +332,7 @@ class _EnvReader:
         origins = self._get("GATEWAY_CORS_ORIGINS")
         return ServerSettings(
             host=self._get("GATEWAY_HOST") or d.host,
-            port=self.integer("GATEWAY_PORT", d.port, minimum=0),
+            port=self.integer("GATEWAY_PORT", d.port, minimum=0, maximum=65535),
             workers=self.integer("GATEWAY_WORKERS", d.workers, minimum=1),
             shutdown_grace=self.number("GATEWAY_SHUTDOWN_GRACE", d.shutdown_grace),
             drain_delay=self.number("GATEWAY_DRAIN_DELAY", d.drain_delay),

@@ -118,11 +118,18 @@ class UpstreamHttp:
             # does on each call when the transport reads them as text.
             request.headers.encoding = "ascii"
         request.read()
-        response = await self._transport.handle_async_request(request)
         try:
-            content = await read_body(response)
-        finally:
-            await response.aclose()
+            response = await self._transport.handle_async_request(request)
+            try:
+                content = await read_body(response)
+            finally:
+                await response.aclose()
+        except aiohttp.ClientError as exc:
+            # What httpx-aiohttp does not map (a header too long or with control
+            # characters: ClientResponseError) is still the upstream speaking bad HTTP.
+            raise httpx.RemoteProtocolError(
+                f"malformed HTTP answer ({type(exc).__name__})", request=request
+            ) from exc
         return HttpAnswer(response.status_code, response.headers, content)
 
     async def aclose(self) -> None:

@@ -72,3 +72,27 @@ def test_upstream_variables_are_documented() -> None:
     names = upstream_variables("cbc")
     assert "GATEWAY_CBC_RATE_LIMIT" in names and "GATEWAY_CBC_CACHE_TTL" in names
     assert all(doc for doc in names.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        # Each of these passed check-config and then crashed at start or misbehaved.
+        ("GATEWAY_CACHE_URL", "redis://cache:6379/O"),
+        ("GATEWAY_CACHE_URL", "redis://cache:notaport/0"),
+        ("GATEWAY_OMA_BASE_URL", "http://oma:notaport"),
+        ("GATEWAY_OMA_BASE_URL", "https://:443"),
+        ("GATEWAY_CBC_BASE_URL", "http://cbc .example"),
+        ("GATEWAY_GC_THRESHOLD", "99999999999999999999"),
+        ("GATEWAY_PORT", "70000"),
+        ("GATEWAY_OMA_READ_TIMEOUT", "inf"),
+        ("GATEWAY_CBC_DEADLINE", "0"),
+        # 0 read as "no timeout" by Redis's client and "no time" by the shared rate limit.
+        ("GATEWAY_CACHE_TIMEOUT", "0"),
+    ],
+)
+def test_values_that_could_not_work_are_refused_by_name(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    (problem,) = caught.value.problems
+    assert problem.startswith(name)

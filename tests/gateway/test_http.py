@@ -3,6 +3,7 @@ transport serves every tenant)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import gzip
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import orjson
+import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -206,3 +208,29 @@ async def test_the_headers_read_as_text_are_those_httpx_would_decode() -> None:
         assert request.headers.encoding == found_by_httpx.encoding
         assert list(request.headers.items()) == list(found_by_httpx.items())
         assert request.headers["x-auth-token"] == token
+
+
+async def test_a_malformed_http_answer_is_an_httpx_error_production_transport() -> None:
+    async def answer_with_a_header_too_long(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nX-Trace: " + b"a" * 9000 + b"\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer_with_a_header_too_long, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    settings = settings_for_tests().oma
+    http = UpstreamHttp(dataclasses.replace(settings, base_url=f"http://127.0.0.1:{port}"))
+    try:
+        # An httpx error is what the upstream client translates (UPSTREAM_UNAVAILABLE,
+        # retried, counted by the breaker); anything else would be an internal error.
+        with pytest.raises(httpx.RemoteProtocolError, match="malformed HTTP answer"):
+            await http.post_json(http.url("/q"), b"{}", "t", httpx.Timeout(5, connect=2))
+    finally:
+        await http.aclose()
+        server.close()
+        await server.wait_closed()
