@@ -64,7 +64,9 @@ class RedisRateLimiter:
         self._fallback = fallback
         self._max_wait_ms = int(max_wait * 1000)
         self._interval_ms = 1000.0 / rate if rate > 0 else 0.0
-        self._tolerance_ms = self._interval_ms * (max(1.0, burst or 1.0) - 1)
+        # The same burst as the in-process limiter (``TokenBucket``): the rate.
+        burst = rate if burst is None else burst
+        self._tolerance_ms = self._interval_ms * (max(1.0, burst) - 1)
         self._timeout = timeout
         self._key = f"gw:v1:rate:{upstream}"
         self._script = client.register_script(_RESERVE)

@@ -444,6 +444,25 @@ async def test_concurrent_callers_get_consecutive_slots() -> None:
     assert sorted(woken_at) == pytest.approx([START + w for w in (0.1, 0.2, 0.3, 0.4)])
 
 
+async def test_the_defaults_serve_a_linked_querys_99_calls_whole_within_the_deadline() -> None:
+    # 100 subscriptions with their resources: 99 order calls to CBC at once.
+    defaults = UpstreamSettings(name="cbc", base_url="http://cbc")
+    fake = FakeTime()
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+
+    bucket = TokenBucket(
+        "cbc",
+        rate=defaults.rate_limit,
+        max_wait=defaults.rate_limit_max_wait,
+        clock=fake.clock,
+        sleep=sleep,
+    )
+    waits = await asyncio.gather(*(bucket.acquire() for _ in range(99)))
+    assert max(waits) == pytest.approx(8.9) and max(waits) < defaults.deadline
+
+
 async def test_throttled_at_once_when_the_wait_would_exceed_max_wait() -> None:
     fake = FakeTime()
     slept: list[float] = []

@@ -109,10 +109,12 @@ async def test_replicas_share_cache_stampede_protection_and_the_rate_limit(
     )
     assert len(per_page) == 11
     assert set(per_page.values()) == {1}
-    # The combined rate stays within the configured limit (GCRA spaces slots 1/rate apart).
+    # The combined rate stays within the configured limit: GCRA lets a burst of ``RATE``
+    # go at once, then spaces slots 1/rate apart, so no second holds more than twice the
+    # rate (three replicas each limiting alone would allow three times that).
     times = sorted(c["at"] for c in oma_calls)
     busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
-    assert busiest <= RATE + 1
+    assert busiest <= 2 * RATE + 1
 
 
 @pytest.mark.slow
