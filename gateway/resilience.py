@@ -17,6 +17,7 @@ from typing import Literal, Protocol, TypeVar
 
 from gateway.config import UpstreamSettings
 from gateway.errors import CircuitOpen, ErrorKind, UpstreamError
+from gateway.fair_queue import FairQueue
 from gateway.metrics import BREAKER_STATE, RATE_LIMIT_WAIT, UPSTREAM_RETRIES
 
 logger = logging.getLogger("gateway.resilience")
@@ -208,13 +209,22 @@ class UpstreamGuard:
                 sleep=sleep,
             )
         self.rate_limiter: RateLimiter = rate_limiter
+        # Its slots go to the callers waiting in turn (both limiters burst at the rate).
+        self.turns = FairQueue(
+            settings.name,
+            rate_limiter,
+            burst=settings.rate_limit,
+            max_wait=settings.rate_limit_max_wait,
+            clock=clock,
+        )
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
         self._slots = asyncio.Semaphore(settings.max_concurrency)
 
-    async def run(self, attempt: Callable[[float], Awaitable[T]]) -> T:
+    async def run(self, attempt: Callable[[float], Awaitable[T]], owner: str = "") -> T:
         """One logical call within ``settings.deadline``, retried while the budget allows.
+        ``owner`` names the caller: the rate limit's slots go to callers in turn.
 
         ``attempt(seconds_remaining)`` makes one HTTP try and raises ``UpstreamError``
         on failure. ``CircuitOpen`` and the rate limiter's refusals propagate without
@@ -225,7 +235,7 @@ class UpstreamGuard:
         while True:
             probe = self.breaker._admit()
             try:
-                await self._wait_for_rate_limit(deadline)
+                await self._wait_for_rate_limit(deadline, owner)
                 try:
                     result = await self._call(attempt, deadline)
                 except UpstreamError as error:
@@ -265,14 +275,14 @@ class UpstreamGuard:
             return None  # no time would be left for the retry
         return delay
 
-    async def _wait_for_rate_limit(self, deadline: float) -> None:
+    async def _wait_for_rate_limit(self, deadline: float, owner: str) -> None:
         if self.rate_limiter.rate <= 0:
             return
         name = self.settings.name
         scope = asyncio.timeout(self._left(deadline))
         try:
             async with scope:
-                waited = await self.rate_limiter.acquire()
+                waited = await self.turns.acquire(owner)
         except TimeoutError:
             if not scope.expired():
                 raise

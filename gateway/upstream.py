@@ -116,11 +116,11 @@ class UpstreamClient(Generic[Qx, P]):
         attempt = partial(self._attempt, caller, query)
         if self.settings.cache_ttl <= 0:
             # Caching off: no key to build, nothing to count.
-            return await self.guard.run(attempt)
+            return await self.guard.run(attempt, caller.fingerprint)
         key = self._key(caller, query)
         result = await self._cache.get_or_fetch(
             key,
-            partial(self.guard.run, attempt),
+            partial(self.guard.run, attempt, caller.fingerprint),
             endpoint.codec,
             ttl=self.settings.cache_ttl,
             refresh=caller.fresh,

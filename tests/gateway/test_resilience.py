@@ -556,13 +556,15 @@ async def test_a_probe_refused_by_the_rate_limit_leaves_the_breaker_half_open() 
 
 
 async def test_rate_limit_waits_are_observed_with_any_limiter() -> None:
+    fake = FakeTime()
+
     class SlowLimiter:
         rate = 1.0
 
         async def acquire(self) -> float:
+            await fake.sleep(0.25)
             return 0.25
 
-    fake = FakeTime()
     name = "rate-metric"
     count = metric("gateway_rate_limit_wait_seconds_count", name)
     total = metric("gateway_rate_limit_wait_seconds_sum", name)
@@ -624,3 +626,31 @@ async def test_an_unlimited_limiter_is_not_consulted() -> None:
     upstream_guard = UpstreamGuard(settings(name="unlimited"), rate_limiter=Unlimited())
     assert await upstream_guard.run(Script()) == "ok"
     assert Unlimited.calls == 0
+
+
+async def test_the_rate_limit_serves_callers_in_turn() -> None:
+    fake = FakeTime()
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+        fake.now += seconds
+
+    upstream_guard = UpstreamGuard(
+        settings(rate_limit=10, rate_limit_max_wait=60, deadline=120),
+        clock=fake.clock,
+        sleep=sleep,
+    )
+    served_at: dict[str, list[float]] = {"mallory": [], "alice": []}
+
+    async def answer(remaining: float) -> str:
+        return "ok"
+
+    async def call(owner: str) -> None:
+        await upstream_guard.run(answer, owner)
+        served_at[owner].append(fake.now - START)
+
+    # Mallory's linked query sends 50 calls at once; alice's one call comes just after.
+    await asyncio.gather(*(call("mallory") for _ in range(50)), call("alice"))
+    # Alice's call goes in the first round, not after mallory's fifty (4 s at 10/s).
+    assert served_at["alice"] == [0.0]
+    assert max(served_at["mallory"]) == pytest.approx(4.1)
