@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator
 from typing import Any
@@ -73,17 +74,25 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         return orjson.dumps(data)
 
     def decode_json(self, data: str | bytes) -> object:
-        # orjson, not the json module: it refuses nesting over 1024 levels and bytes that
-        # are not UTF-8 with a JSONDecodeError, where json.loads raises RecursionError or
-        # UnicodeDecodeError (a UTF-16 byte-order mark), which would end as a 500.
-        return orjson.loads(data)
+        # The json module, not orjson, which reads integers beyond 64 bits as floats: an
+        # ID sent as such a number would silently become another. Bodies are UTF-8.
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        value = json.loads(text)
+        if "\\u" in text:
+            # json.loads takes a lone surrogate (\ud800), which no answer or upstream
+            # request can carry (echoed in an error, it failed the answer): refused here.
+            json.dumps(value, ensure_ascii=False).encode("utf-8")
+        return value
 
     def parse_json(self, data: str | bytes) -> Any:
         try:
             parsed = self.decode_json(data)
-        except orjson.JSONDecodeError as exc:
+        except (ValueError, RecursionError) as exc:
+            # Not JSON, not UTF-8 (a UTF-16 byte-order mark), or nested deeper than
+            # Python recurses: each a 400, never a 500.
             where = "request body" if isinstance(data, bytes) else "query parameter"
-            raise HTTPException(400, f"Unable to parse the {where} as JSON: {exc}") from exc
+            reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+            raise HTTPException(400, f"Unable to parse the {where} as JSON: {reason}") from exc
         # The request body comes as bytes, query parameters (variables, extensions) as
         # str. Strawberry checks the shape of the latter, but calls ``.get`` on the body
         # and on each operation of a batch unchecked: ``5`` or ``[1]`` would be a 500.

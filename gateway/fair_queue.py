@@ -7,6 +7,11 @@ other tenant's single call waits behind all of them (or is refused as throttled)
 with calls waiting gets one slot per round, in the order the callers started waiting.
 A caller alone still gets every slot, as fast as the limiter allows.
 
+The price of turns: a call let in may be overtaken by the calls of callers who come
+after it. It then waits at most ``max_wait`` and fails as throttled, never as a timeout
+(which would count against the circuit breaker): under a quota that cannot serve
+everyone, every caller gets a share instead of the first taking it all.
+
 Fair within one process. With the limit shared through Redis, each replica orders its
 own callers; the slots themselves still come from the shared limiter.
 """
@@ -31,6 +36,10 @@ class SlotSource(Protocol):
 
     async def acquire(self) -> float: ...
 
+    def free_slots(self) -> float:
+        """Slots ``acquire`` would give now without waiting (the burst left)."""
+        ...
+
 
 class FairQueue:
     """Slots of ``limiter`` for callers (``owner``: the caller's credential fingerprint),
@@ -41,13 +50,11 @@ class FairQueue:
         upstream: str,
         limiter: SlotSource,
         *,
-        burst: float,
         max_wait: float,
         clock: Clock = time.monotonic,
     ) -> None:
         self.upstream = upstream
         self._limiter = limiter
-        self._burst = max(1.0, burst)
         self.max_wait = max_wait
         self._clock = clock
         # Callers with calls waiting, in turn order (a dict keeps insertion order).
@@ -70,12 +77,7 @@ class FairQueue:
         position = len(queue) if queue is not None else 0
         wait = self._expected_wait(owner, position)
         if wait > self.max_wait:
-            raise UpstreamError(
-                ErrorKind.THROTTLED,
-                self.upstream,
-                "the gateway's request-rate limit for this upstream is exhausted",
-                retry_after=wait - self.max_wait,
-            )
+            raise self._throttled(retry_after=wait - self.max_wait)
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if queue is None:
             queue = self._waiting[owner] = deque()
@@ -83,11 +85,24 @@ class FairQueue:
         if self._pump is None:
             self._pump = asyncio.create_task(self._hand_out_slots())
         try:
-            await turn
+            async with asyncio.timeout(self.max_wait):
+                await turn
+        except TimeoutError:
+            # Overtaken by callers who came later: their turns pushed this one back.
+            self._forget(owner, turn)
+            raise self._throttled(retry_after=None) from None
         except asyncio.CancelledError:
             self._forget(owner, turn)
             raise
         return self._clock() - started
+
+    def _throttled(self, retry_after: float | None) -> UpstreamError:
+        return UpstreamError(
+            ErrorKind.THROTTLED,
+            self.upstream,
+            "the gateway's request-rate limit for this upstream is exhausted",
+            retry_after=retry_after,
+        )
 
     def _expected_wait(self, owner: str, position: int) -> float:
         """Seconds until a new call of ``owner``, ``position`` calls deep in its own queue,
@@ -99,7 +114,7 @@ class FairQueue:
             if other != owner
         )
         rate = self._limiter.rate
-        return max(0.0, ahead + 1 - self._burst) / rate if rate > 0 else 0.0
+        return max(0.0, ahead + 1 - self._limiter.free_slots()) / rate if rate > 0 else 0.0
 
     def _forget(self, owner: str, turn: asyncio.Future[None]) -> None:
         queue = self._waiting.get(owner)
@@ -131,9 +146,9 @@ class FairQueue:
             while self._waiting:
                 try:
                     await self._limiter.acquire()
-                except UpstreamError as refusal:
-                    # The shared quota is spent elsewhere: the caller whose turn it is
-                    # hears it, and the others keep their places.
+                except Exception as refusal:
+                    # The shared quota spent elsewhere (or a limiter failing): the caller
+                    # whose turn it is hears it, and the others keep their places.
                     turn = self._next_turn()
                     if turn is not None:
                         turn.set_exception(refusal)

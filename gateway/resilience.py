@@ -131,6 +131,10 @@ class RateLimiter(Protocol):
         ``ErrorKind.THROTTLED`` at once when the wait would exceed the allowed maximum."""
         ...
 
+    def free_slots(self) -> float:
+        """Slots ``acquire`` would give now without waiting (the burst left)."""
+        ...
+
 
 class TokenBucket:
     """In-process ``RateLimiter`` (GCRA). Slots are reserved before sleeping, so
@@ -154,6 +158,12 @@ class TokenBucket:
         self._clock = clock
         self._sleep = sleep
         self._next_free = 0.0  # when the next slot frees once the burst is spent
+
+    def free_slots(self) -> float:
+        if self.rate <= 0:
+            return float("inf")
+        reserved_ahead = max(0.0, self._next_free - self._clock()) * self.rate
+        return max(0.0, self.burst - reserved_ahead)
 
     async def acquire(self) -> float:
         if self.rate <= 0:
@@ -209,13 +219,9 @@ class UpstreamGuard:
                 sleep=sleep,
             )
         self.rate_limiter: RateLimiter = rate_limiter
-        # Its slots go to the callers waiting in turn (both limiters burst at the rate).
+        # Its slots go to the callers waiting in turn.
         self.turns = FairQueue(
-            settings.name,
-            rate_limiter,
-            burst=settings.rate_limit,
-            max_wait=settings.rate_limit_max_wait,
-            clock=clock,
+            settings.name, rate_limiter, max_wait=settings.rate_limit_max_wait, clock=clock
         )
         self._clock = clock
         self._sleep = sleep

@@ -66,11 +66,24 @@ class RedisRateLimiter:
         self._interval_ms = 1000.0 / rate if rate > 0 else 0.0
         # The same burst as the in-process limiter (``TokenBucket``): the rate.
         burst = rate if burst is None else burst
-        self._tolerance_ms = self._interval_ms * (max(1.0, burst) - 1)
+        self._burst = max(1.0, burst)
+        self._tolerance_ms = self._interval_ms * (self._burst - 1)
         self._timeout = timeout
         self._key = f"gw:v1:rate:{upstream}"
         self._script = client.register_script(_RESERVE)
         self._redis_down_until = 0.0
+        # When the last slot this replica reserved comes: the shared queue reaches at
+        # least that far (other replicas may have reserved beyond it).
+        self._reserved_until = 0.0
+
+    def free_slots(self) -> float:
+        """The burst left, as far as this replica has seen the shared queue."""
+        if self.rate <= 0:
+            return float("inf")
+        if time.monotonic() < self._redis_down_until:
+            return self._fallback.free_slots()
+        reserved_ahead = max(0.0, self._reserved_until - time.monotonic()) * self.rate
+        return max(0.0, self._burst - reserved_ahead)
 
     async def acquire(self) -> float:
         if self.rate <= 0:
@@ -102,6 +115,7 @@ class RedisRateLimiter:
                 self.upstream,
                 "the gateway's shared request-rate limit for this upstream is exhausted",
             )
+        self._reserved_until = max(self._reserved_until, time.monotonic() + wait_ms / 1000)
         if wait_ms:
             await asyncio.sleep(wait_ms / 1000)
         return wait_ms / 1000

@@ -27,6 +27,10 @@ def translate_error(error: GraphQLError) -> GraphQLError:
     original = error.original_error
     if isinstance(original, GraphQLError) and original is not error:
         if original.original_error is None and error.path is not None:
+            if original.nodes:
+                # An argument of the field that graphql-core could not coerce (a variable
+                # given null for a non-null argument): the client's input.
+                return _with(error, original.message, {"code": "BAD_USER_INPUT"})
             # graphql-core refusing a value in a field (an upstream's number beyond Int's
             # 32 bits): the field is null, and the error says why, at the field's path.
             logger.warning(

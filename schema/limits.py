@@ -24,10 +24,13 @@ from graphql import (
     FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
+    GraphQLIncludeDirective,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLSkipDirective,
     InlineFragmentNode,
     OperationDefinitionNode,
+    SelectionNode,
     SelectionSetNode,
     ValidationContext,
     ValidationRule,
@@ -37,6 +40,7 @@ from graphql import (
     get_variable_values,
 )
 from graphql.execution import VariableValues
+from graphql.execution.values import get_directive_values
 from strawberry.extensions import SchemaExtension
 
 from gateway.cbc import MAX_PAGE_SIZE as CBC_PAGE_SIZE
@@ -94,21 +98,35 @@ def _fields(
     selection_set: SelectionSetNode | None,
     fragments: Mapping[str, FragmentDefinitionNode],
     seen: set[str],
+    variables: VariableValues | None = None,
 ) -> Iterator[FieldNode]:
     """The fields of one selection set, through fragments, each fragment once per path
-    (a cycle of fragments is refused by validation; here it just stops)."""
+    (a cycle of fragments is refused by validation; here it just stops). With the
+    operation's ``variables``, only what ``@skip`` and ``@include`` let execution run."""
     if selection_set is None:
         return
     for selection in selection_set.selections:
+        if variables is not None and not _included(selection, variables):
+            continue
         if isinstance(selection, FieldNode):
             yield selection
         elif isinstance(selection, InlineFragmentNode):
-            yield from _fields(selection.selection_set, fragments, seen)
+            yield from _fields(selection.selection_set, fragments, seen, variables)
         elif isinstance(selection, FragmentSpreadNode):
             name = selection.name.value
             fragment = fragments.get(name)
             if fragment is not None and name not in seen:
-                yield from _fields(fragment.selection_set, fragments, seen | {name})
+                yield from _fields(fragment.selection_set, fragments, seen | {name}, variables)
+
+
+def _included(selection: SelectionNode, variables: VariableValues) -> bool:
+    """What execution decides for ``@skip``/``@include``: a skipped field makes no call."""
+    try:
+        skip = get_directive_values(GraphQLSkipDirective, selection, variables)
+        include = get_directive_values(GraphQLIncludeDirective, selection, variables)
+    except GraphQLError:
+        return True  # execution refuses it anyway; counted, the estimate stays high
+    return not (skip and skip.get("if") is True) and not (include and include.get("if") is False)
 
 
 class CostEstimate:
@@ -144,7 +162,7 @@ class CostEstimate:
     ) -> int:
         total = 0
         # The schema has object types only: a fragment's type is its parent's.
-        for field in _fields(selection_set, self._fragments, seen):
+        for field in _fields(selection_set, self._fragments, seen, self._variables):
             field_def = parent_type.fields.get(field.name.value)
             if field_def is None:
                 continue  # __typename or introspection: no upstream call

@@ -273,3 +273,55 @@ async def test_operation_names_beyond_the_bound_share_one_series(
     assert count(names[0]) == 2 and count(names[bound - 1]) == 1
     assert count(metrics.OTHER_OPERATION) - others_before == 30
     assert f'operation="{metrics.OTHER_OPERATION}"' in text
+
+
+async def test_a_large_numeric_id_reaches_the_upstream_digit_for_digit(
+    client: httpx.AsyncClient, simulator: Simulator
+) -> None:
+    simulator.reset()
+    body = (
+        b'{"query": "query($id: ID!) { resource(resourceId: $id) { resourceId } }",'
+        b' "variables": {"id": 123456789012345678901234567}}'
+    )
+    response = await client.post(
+        "/graphql",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN},
+    )
+    assert response.status_code == 200
+    (call,) = simulator.calls
+    assert call["body"]["resource_ids"] == ["123456789012345678901234567"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"query": "query A { __typename }", "operationName": "\\ud800"}',
+        b'{"query": "{ __typename }", "variables": {"x": ["\\udfff"]}}',
+    ],
+)
+async def test_a_lone_surrogate_anywhere_in_the_body_is_a_400(
+    client: httpx.AsyncClient, simulator: Simulator, body: bytes
+) -> None:
+    # Echoed in an error (an unknown operation's name), it could not be written: a 500.
+    simulator.reset()
+    response = await client.post(
+        "/graphql",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN},
+    )
+    assert response.status_code == 400
+    assert "surrogate" in response.text
+    assert not simulator.calls
+
+
+async def test_an_escaped_character_outside_the_basic_plane_is_fine(
+    client: httpx.AsyncClient,
+) -> None:
+    body = b'{"query": "{ __typename }", "variables": {"x": "\\ud83d\\ude00"}}'
+    response = await client.post(
+        "/graphql",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN},
+    )
+    assert response.status_code == 200

@@ -23,6 +23,10 @@ class Paced:
             "cbc", rate, burst=burst, max_wait=3600, clock=self.clock, sleep=self.sleep
         )
         self.refusals = 0
+        self.failure: Exception | None = None
+
+    def free_slots(self) -> float:
+        return self.bucket.free_slots()
 
     def clock(self) -> float:
         return self.now
@@ -32,19 +36,22 @@ class Paced:
         self.now += seconds
 
     async def acquire(self) -> float:
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
         if self.refusals:
             self.refusals -= 1
             raise UpstreamError(ErrorKind.THROTTLED, "cbc", "the shared quota is spent")
         return await self.bucket.acquire()
 
 
-def queue_for(limiter: Paced, *, burst: float = 1, max_wait: float = 3600) -> FairQueue:
-    return FairQueue("cbc", limiter, burst=burst, max_wait=max_wait, clock=limiter.clock)
+def queue_for(limiter: Paced, *, max_wait: float = 3600) -> FairQueue:
+    return FairQueue("cbc", limiter, max_wait=max_wait, clock=limiter.clock)
 
 
 async def test_a_caller_alone_gets_every_slot_at_the_limiters_pace() -> None:
     limiter = Paced(rate=10, burst=3)
-    queue = queue_for(limiter, burst=3)
+    queue = queue_for(limiter)
     waits = await asyncio.gather(*(queue.acquire("alice") for _ in range(6)))
     assert sorted(waits) == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2, 0.3])
     assert queue.waiting() == 0
@@ -110,3 +117,46 @@ async def test_a_refusal_of_the_shared_quota_reaches_the_caller_whose_turn_it_is
         await refused
     assert caught.value.kind is ErrorKind.THROTTLED
     assert await served == 0.0
+
+
+async def test_the_burst_already_spent_is_not_counted_on() -> None:
+    limiter = Paced(rate=10, burst=10)
+    queue = queue_for(limiter, max_wait=0.5)
+    burst = await asyncio.gather(*(queue.acquire("alice") for _ in range(10)))
+    assert burst == pytest.approx([0.0] * 10)
+    # The burst is spent: five more fit in 0.5 s, the rest are refused at once.
+    calls = [asyncio.ensure_future(queue.acquire("alice")) for _ in range(15)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, UpstreamError)]
+    assert len(refused) == 10
+    assert sorted(r for r in results if not isinstance(r, UpstreamError)) == pytest.approx(
+        [0.1, 0.2, 0.3, 0.4, 0.5]
+    )
+
+
+async def test_a_call_overtaken_by_later_callers_is_throttled_after_max_wait() -> None:
+    # Real time: the queue's own bound on the wait, not the clock the limiter paces by.
+    limiter = Paced(rate=10)
+    queue = FairQueue("cbc", limiter, max_wait=0.05)
+
+    async def never(seconds: float) -> None:
+        await asyncio.Event().wait()  # no slot ever comes
+
+    limiter.bucket._sleep = never
+    first = await queue.acquire("alice")  # the one slot there is
+    with pytest.raises(UpstreamError) as caught:
+        await queue.acquire("alice")
+    assert first == pytest.approx(0.0, abs=0.01)
+    assert caught.value.kind is ErrorKind.THROTTLED  # not a timeout: the breaker ignores it
+    assert queue.waiting() == 0
+
+
+async def test_a_limiter_failing_fails_one_turn_and_the_others_are_still_served() -> None:
+    limiter = Paced(rate=10)
+    limiter.failure = RuntimeError("the limiter broke")
+    queue = queue_for(limiter)
+    failed = asyncio.ensure_future(queue.acquire("alice"))
+    served = [asyncio.ensure_future(queue.acquire(owner)) for owner in ("bob", "carol")]
+    with pytest.raises(RuntimeError):
+        await failed
+    assert await asyncio.gather(*served) == pytest.approx([0.0, 0.1])

@@ -565,6 +565,9 @@ async def test_rate_limit_waits_are_observed_with_any_limiter() -> None:
             await fake.sleep(0.25)
             return 0.25
 
+        def free_slots(self) -> float:
+            return 0.0
+
     name = "rate-metric"
     count = metric("gateway_rate_limit_wait_seconds_count", name)
     total = metric("gateway_rate_limit_wait_seconds_sum", name)

@@ -180,6 +180,17 @@ async def test_an_upstream_number_beyond_int_is_null_with_an_error_at_its_field(
     assert "a value the schema cannot represent" in caplog.text
 
 
+async def test_an_argument_execution_cannot_coerce_is_bad_user_input_at_its_field(
+    graphql: GraphQLClient,
+) -> None:
+    body = await graphql.post(
+        'query($id: ID = "x") { resource(resourceId: $id) { resourceId } }', {"id": None}
+    )
+    (error,) = body["errors"]
+    assert error["extensions"] == {"code": "BAD_USER_INPUT"}
+    assert error["path"] == ["resource"]
+
+
 async def test_stale_pages_are_served_and_marked_while_an_upstream_fails(
     make_gateway: GatewayFactory, simulator: Simulator
 ) -> None:

@@ -117,3 +117,34 @@ async def test_in_a_batch_each_operation_has_its_own_budget(
     assert costly["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
     assert len(cheap["data"]["subscriptions"]["nodes"]) == 2
     assert simulator.counts() == {"oma.queryresource": 1}
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (
+            "query($no: Boolean!) { "
+            + COSTLY.replace("$n", "1000").replace(" {", " @include(if: $no) {", 1)
+            + " }",
+            {"no": False},
+        ),
+        ("{ " + COSTLY.replace("$n", "1000").replace(" {", " @skip(if: true) {", 1) + " }", None),
+        (
+            "{ subscriptions(first: 1) { nodes { id ...F @skip(if: true) } } }"
+            " fragment F on SoftwareSubscription { resources(statuses: [CLOSED]) { id } }",
+            None,
+        ),
+        (
+            "{ subscriptions(first: 1) { nodes { id resources(statuses: [CLOSED]) @skip(if: true) "
+            "{ id } } } }",
+            None,
+        ),
+    ],
+)
+async def test_what_skip_and_include_leave_out_costs_nothing_and_is_not_checked(
+    graphql: GraphQLClient, simulator: Simulator, query: str, variables: dict[str, Any] | None
+) -> None:
+    simulator.reset()
+    body = await graphql.post(query, variables)
+    assert "errors" not in body, body
+    assert simulator.counts().get("cbc.resources_query", 0) == 0
