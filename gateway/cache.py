@@ -122,17 +122,55 @@ def _upstream_of(rendered: str) -> str:
     return rendered.split(":")[2]
 
 
+def _records_in(entry: Any) -> int:
+    """What an entry weighs: the records of its page (a page of 500 CBC resources holds
+    about 470 KB), at least 1."""
+    return max(1, len(getattr(getattr(entry, "value", None), "records", ())))
+
+
+class _RecordCountingDict(dict[str, Any]):
+    """A dict that keeps the total of its entries' records, however aiocache changes it
+    (its expiry timers delete entries behind the cache's back)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records = 0
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.records -= _records_in(super().get(key)) if key in self else 0
+        super().__setitem__(key, value)
+        self.records += _records_in(value)
+
+    def __delitem__(self, key: str) -> None:
+        self.records -= _records_in(super().__getitem__(key))
+        super().__delitem__(key)
+
+    def pop(self, key: str, *default: Any) -> Any:
+        if key not in self:
+            return super().pop(key, *default)
+        value = super().pop(key)
+        self.records -= _records_in(value)
+        return value
+
+    def clear(self) -> None:
+        super().clear()
+        self.records = 0
+
+
 class _LruMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
     """aiocache's memory cache, bounded: the least recently used entry goes first.
 
     Its dict keeps insertion order; moving a key to the end on every read and
-    write makes the first key the least recently used.
+    write makes the first key the least recently used. Bounded twice: by entries, and
+    by the records they hold, since a page may hold 1 record or 500.
     """
 
-    def __init__(self, max_entries: int, on_evict: Callable[[str], None]) -> None:
+    def __init__(self, max_entries: int, max_records: int, on_evict: Callable[[str], None]) -> None:
         # No aiocache timeout: a dict operation cannot hang, and wait_for costs a task.
         super().__init__(serializer=NullSerializer(), timeout=None)
+        self._cache: _RecordCountingDict = _RecordCountingDict()
         self.max_entries = max_entries
+        self.max_records = max_records
         self._on_evict = on_evict
 
     async def _get(self, key: str, encoding: str | None = "utf-8", _conn: object = None) -> Any:
@@ -155,7 +193,9 @@ class _LruMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
     ) -> bool:
         self._cache.pop(key, None)
         result: bool = await super()._set(key, value, ttl=ttl, _cas_token=_cas_token, _conn=_conn)
-        while len(self._cache) > self.max_entries:
+        while len(self._cache) > self.max_entries or (
+            self._cache.records > self.max_records and len(self._cache) > 1
+        ):
             oldest = next(iter(self._cache))
             await super()._delete(oldest)  # also cancels its expiry timer
             self._on_evict(oldest)
@@ -174,9 +214,11 @@ class _LruMemoryCache(SimpleMemoryCache):  # type: ignore[misc]
 class _MemoryBackend:
     """Stores the value object itself: see ``PageCache.get_or_fetch`` for why that is safe."""
 
-    def __init__(self, max_entries: int) -> None:
+    def __init__(self, max_entries: int, max_records: int) -> None:
         self._cache = _LruMemoryCache(
-            max_entries, lambda key: CACHE_EVENTS.labels(_upstream_of(key), "eviction").inc()
+            max_entries,
+            max_records,
+            lambda key: CACHE_EVENTS.labels(_upstream_of(key), "eviction").inc(),
         )
 
     def get_now(self, key: str) -> _Entry | None:
@@ -203,7 +245,12 @@ class _MemoryBackend:
         return True
 
     def status(self) -> dict[str, object]:
-        return {"backend": "memory", "healthy": True, "entries": len(self._cache)}
+        return {
+            "backend": "memory",
+            "healthy": True,
+            "entries": len(self._cache),
+            "records": self._cache._cache.records,
+        }
 
     async def close(self) -> None:
         await self._cache.close()
@@ -367,7 +414,9 @@ class PageCache:
     @classmethod
     def from_settings(cls, settings: CacheSettings) -> PageCache:
         backend: _Backend = (
-            _RedisBackend(settings) if settings.is_redis else _MemoryBackend(settings.max_entries)
+            _RedisBackend(settings)
+            if settings.is_redis
+            else _MemoryBackend(settings.max_entries, settings.max_records)
         )
         return cls(settings, backend)
 

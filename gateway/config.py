@@ -79,6 +79,10 @@ class CacheSettings:
     """Seconds any single cache operation may take before it is abandoned."""
     max_entries: int = 10_000
     """Bound of the in-memory cache; least recently used entries are evicted."""
+    max_records: int = 100_000
+    """Bound of the records the in-memory cache holds, on all its pages: about 100 to 150 MB
+    (a record and its share of its page take 1 to 1.5 KB). Entries alone do not bound memory:
+    10,000 pages of 500 resources would be 4.7 GB."""
     stale_if_error: float = 0.0
     """Seconds after expiry a page may still be served while its upstream fails; 0 is off."""
     lock_timeout: float = 5.0
@@ -309,6 +313,7 @@ class _EnvReader:
             # Above 0: Redis's client reads 0 as no timeout, the rate limit as none left.
             operation_timeout=self.number("GATEWAY_CACHE_TIMEOUT", d.operation_timeout, above=True),
             max_entries=self.integer("GATEWAY_CACHE_MAX_ENTRIES", d.max_entries, minimum=1),
+            max_records=self.integer("GATEWAY_CACHE_MAX_RECORDS", d.max_records, minimum=1),
             stale_if_error=self.number("GATEWAY_CACHE_STALE_IF_ERROR", d.stale_if_error),
             lock_timeout=self.number("GATEWAY_CACHE_LOCK_TIMEOUT", d.lock_timeout),
         )

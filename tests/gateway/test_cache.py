@@ -285,6 +285,41 @@ def test_rendered_keys_never_contain_the_token() -> None:
 # Memory backend
 
 
+@dataclass(frozen=True)
+class Records:
+    """A page of ``count`` records (what the bound on records weighs)."""
+
+    records: tuple[int, ...]
+
+
+async def test_memory_cache_is_bounded_by_the_records_on_its_pages(
+    make_cache: Callable[..., PageCache],
+) -> None:
+    cache = make_cache(max_records=10)
+    codec = RecordCodec(Records)
+    evictions = events("eviction")
+
+    async def put(page: int, count: int, ttl: float = TTL) -> None:
+        async def fetch() -> Records:
+            return Records(tuple(range(count)))
+
+        await cache.get_or_fetch(key(page=page), fetch, codec, ttl=ttl)
+
+    await put(0, 4)
+    await put(1, 4)
+    assert cache.status()["records"] == 8
+    await put(2, 4)  # 12 records: the least recently used page goes
+    assert cache.status() == {"backend": "memory", "healthy": True, "entries": 2, "records": 8}
+    assert events("eviction") - evictions == 1
+    assert cache.peek(key(page=0), ttl=TTL) is None
+    # An expired page no longer counts: aiocache's own timer removes it.
+    await put(3, 2, ttl=0.05)
+    await asyncio.sleep(0.1)
+    assert cache.status()["records"] == 8
+    await put(4, 1)
+    assert cache.status()["entries"] == 3 and events("eviction") - evictions == 1
+
+
 async def test_memory_cache_evicts_the_least_recently_used(
     make_cache: Callable[..., PageCache],
 ) -> None:
@@ -295,7 +330,7 @@ async def test_memory_cache_evicts_the_least_recently_used(
         await get(cache, upstream, page=page)
     await get(cache, upstream, page=0)  # page 0 is used again: page 1 is now the oldest use
     await get(cache, upstream, page=3)
-    assert cache.status() == {"backend": "memory", "healthy": True, "entries": 3}
+    assert cache.status() == {"backend": "memory", "healthy": True, "entries": 3, "records": 3}
     assert events("eviction") - evictions == 1
     for page in (0, 2, 3):
         assert (await get(cache, upstream, page=page))[1] == "hit"
