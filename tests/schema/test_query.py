@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -9,9 +10,11 @@ import httpx
 import orjson
 import pytest
 
+from gateway.app import create_app
 from gateway.simulator import Simulator
 from gateway.times import format_iso, parse_cbc_time, parse_epoch_ms
-from tests.support.helpers import OTHER_TOKEN, TOKEN, GraphQLClient
+from tests.conftest import GatewayFactory
+from tests.support.helpers import OTHER_TOKEN, TOKEN, GraphQLClient, settings_for_tests
 
 OMA = "oma.queryresource"
 CBC = "cbc.resources_query"
@@ -170,6 +173,26 @@ async def test_linked_depth_three_query_batches_every_level(
                     assert resource["parent"]["resourceId"] == raw["parent_resource_id"]
                 else:
                     assert resource["parent"] is None
+
+
+async def test_the_linked_query_is_answered_whole_within_the_rate_limit(
+    make_gateway: GatewayFactory, simulator: Simulator
+) -> None:
+    # The defaults' shape at twice the pace: the burst is the rate, a call may queue just
+    # under the deadline (at 10/s: 9 s of 10), and about 100 CBC calls go out at once.
+    base = settings_for_tests()
+    paced = {"rate_limit": 20.0, "rate_limit_max_wait": 4.5, "deadline": 5.0}
+    settings = base.replace(
+        oma=dataclasses.replace(base.oma, **paced), cbc=dataclasses.replace(base.cbc, **paced)
+    )
+    app = create_app(make_gateway(settings))
+    simulator.reset()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway", timeout=30
+    ) as http:
+        body = await GraphQLClient(http).post(DEPTH_3)
+    assert "errors" not in body, body["errors"][:2]
+    assert counts(simulator)[CBC] > 2 * 20  # more than the burst and a second's pace
 
 
 async def test_duplicate_lookups_in_one_query_cost_nothing_more(
