@@ -72,6 +72,8 @@ class FairQueue:
     async def acquire(self, owner: str) -> float:
         """Wait for this caller's turn and a slot; the seconds waited. ``UpstreamError``
         (THROTTLED) at once when the caller's turn would come after ``max_wait``."""
+        if self.rate <= 0:
+            return 0.0  # no limit: no turns to take
         started = self._clock()
         queue = self._waiting.get(owner)
         position = len(queue) if queue is not None else 0

@@ -160,3 +160,10 @@ async def test_a_limiter_failing_fails_one_turn_and_the_others_are_still_served(
     with pytest.raises(RuntimeError):
         await failed
     assert await asyncio.gather(*served) == pytest.approx([0.0, 0.1])
+
+
+async def test_without_a_limit_nobody_waits() -> None:
+    limiter = Paced(rate=0)
+    queue = queue_for(limiter)
+    assert await asyncio.gather(*(queue.acquire("alice") for _ in range(100))) == [0.0] * 100
+    assert queue.waiting() == 0
