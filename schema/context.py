@@ -39,6 +39,9 @@ class GatewayContext:
     stats: RequestStats = field(default_factory=RequestStats)
     operation_name: str | None = None
     error_codes: list[str] = field(default_factory=list)
+    estimated_calls: int = 0
+    """Upstream calls the operations let through are estimated to make: a batch's
+    together, against one budget (``schema.limits.CostLimit``)."""
     _callers: dict[str, Caller] = field(default_factory=dict)
     _loaders: Loaders | None = None
 

@@ -5,11 +5,12 @@ Strawberry lacks: directives per field, root fields, and a cost limit that
 estimates the upstream calls an operation would make and refuses it, before
 any upstream call, when it is over budget.
 
-The budget is per operation. A batch (``GATEWAY_ALLOW_BATCHING``) is run by
-Strawberry as separate, concurrent executions, each with its own extensions and
-sharing only the request's ``GatewayContext``: an operation may already be calling
-upstreams when a later one is estimated, so each is estimated and refused on its
-own, and a batch may cost up to ``max_batch_size`` times ``max_cost``.
+The budget is per request. A batch (``GATEWAY_ALLOW_BATCHING``) is run by
+Strawberry as separate, concurrent executions sharing the request's
+``GatewayContext``, which keeps the estimates of the operations let through: an
+operation that would take the request past the budget is refused, and those before
+it run (an earlier one may already be calling upstreams when a later one is
+estimated, so a batch is never refused as a whole).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from strawberry.extensions import SchemaExtension
 from gateway.cbc import MAX_PAGE_SIZE as CBC_PAGE_SIZE
 from gateway.cbc import MAX_RESOURCE_IDS, QUERYABLE_STATUSES
 from gateway.oma import MAX_PAGE_SIZE as OMA_PAGE_SIZE
+from schema.context import GatewayContext
 from schema.enums import RESOURCE_STATUS_CODES, ResourceStatus
 
 # Expected fan-out where the schema cannot know it: resources per order and
@@ -259,16 +261,27 @@ class CostLimit(SchemaExtension):
             cost = CostEstimate(schema, fragments, variables).operation(operation)
         except GraphQLError as error:
             return ExecutionResult(data=None, errors=[error])
-        if cost <= self.max_cost:
+        request = context.context
+        spent = request.estimated_calls if isinstance(request, GatewayContext) else 0
+        if spent + cost <= self.max_cost:
+            if isinstance(request, GatewayContext):
+                request.estimated_calls = spent + cost
             return None
+        if spent:
+            message = (
+                f"with the batch's operations before it, the request would make about "
+                f"{spent + cost} upstream calls; the limit is {self.max_cost}."
+            )
+        else:
+            message = (
+                f"the operation would make about {cost} upstream calls; "
+                f"the limit is {self.max_cost}. Ask for fewer items."
+            )
         return ExecutionResult(
             data=None,
             errors=[
                 GraphQLError(
-                    f"the operation would make about {cost} upstream calls; "
-                    f"the limit is {self.max_cost}. Ask for fewer items.",
-                    operation,
-                    extensions={"code": "QUERY_TOO_COSTLY", "cost": cost},
+                    message, operation, extensions={"code": "QUERY_TOO_COSTLY", "cost": cost}
                 )
             ],
         )

@@ -97,10 +97,32 @@ async def test_the_statuses_cbc_lists_are_accepted(
     assert len(body["data"]["subscriptions"]["nodes"]) == 3
 
 
-async def test_in_a_batch_each_operation_has_its_own_budget(
+async def test_a_batch_shares_one_budget(
     make_gateway: GatewayFactory, simulator: Simulator
 ) -> None:
-    # Strawberry runs a batch as separate executions: the budget is per operation.
+    # 150 subscriptions with their resources: about 152 calls each, 304 together.
+    settings = settings_for_tests()
+    settings = settings.replace(limits=dataclasses.replace(settings.limits, allow_batching=True))
+    app = create_app(make_gateway(settings))
+    batch = [{"query": "query($n: Int = 150) { " + COSTLY + " }"}] * 2
+    simulator.reset()
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+    ) as http:
+        response = await http.post("/graphql", json=batch, headers={"X-Auth-Token": TOKEN})
+    answers = response.json()
+    refused = [a for a in answers if a.get("errors")]
+    (refusal,) = refused
+    assert refusal["errors"][0]["extensions"]["code"] == "QUERY_TOO_COSTLY"
+    assert "batch" in refusal["errors"][0]["message"]
+    (answered,) = [a for a in answers if not a.get("errors")]
+    assert len(answered["data"]["subscriptions"]["nodes"]) == 150
+    assert simulator.counts()["oma.queryresource"] == 2  # one operation's pages only
+
+
+async def test_in_a_batch_an_operation_over_budget_alone_is_refused_alone(
+    make_gateway: GatewayFactory, simulator: Simulator
+) -> None:
     settings = settings_for_tests()
     settings = settings.replace(limits=dataclasses.replace(settings.limits, allow_batching=True))
     app = create_app(make_gateway(settings))
