@@ -12,7 +12,6 @@ import orjson
 from cross_web import HTTPException
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
-from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
@@ -173,13 +172,6 @@ def _json_kind(value: object) -> str:
     return "a number"
 
 
-def release_request(state: State) -> None:
-    """Let go of what a request loaded (``GatewayContext.close``)."""
-    context: GatewayContext | None = getattr(state, "graphql_context", None)
-    if context is not None:
-        context.close()
-
-
 def create_app(gateway: Gateway) -> Starlette:
     settings = gateway.settings
     graphql = GatewayGraphQL(gateway)
@@ -198,7 +190,9 @@ def create_app(gateway: Gateway) -> Starlette:
         finally:
             # Before the answer is sent: deferred until after, the records of requests
             # whose answers drain slowly stayed alive, 11 MB more at c=32 (bench.run).
-            release_request(request.state)
+            context: GatewayContext | None = getattr(request.state, "graphql_context", None)
+            if context is not None:
+                context.close()
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})

@@ -33,12 +33,7 @@ class ErrorKind(enum.Enum):
         """The upstream was down, slow, throttled or garbled, and said nothing about the
         caller: only then may an expired page stand in (stale-if-error). A refusal (a
         revoked token, a forbidden account) must reach the caller, never old data."""
-        return self in (
-            ErrorKind.UNAVAILABLE,
-            ErrorKind.TIMEOUT,
-            ErrorKind.THROTTLED,
-            ErrorKind.BAD_RESPONSE,
-        )
+        return self.counts_against_breaker or self is ErrorKind.THROTTLED
 
     @property
     def counts_against_breaker(self) -> bool:

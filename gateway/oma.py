@@ -178,10 +178,9 @@ class QueryResourceEndpoint:
             )
         fields: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
         return_code = read_text(fields, "returnCode")
+        result = fields.get("result")
         # A failure may come without a result list: its code and description say more.
-        if return_code not in ("0", None) or (
-            return_code is None and isinstance(fields.get("result"), list)
-        ):
+        if return_code != "0" and (return_code is not None or isinstance(result, list)):
             description = read_text(fields, "description") or "no description"
             raise UpstreamError(
                 ErrorKind.REFUSED if return_code is not None else ErrorKind.BAD_RESPONSE,
@@ -190,14 +189,12 @@ class QueryResourceEndpoint:
                 status=status,
                 upstream_code=return_code,
             )
-        if not isinstance(fields.get("result"), list):
+        if not isinstance(result, list):
             raise UpstreamError(
                 ErrorKind.BAD_RESPONSE, UPSTREAM, "response has no result list", status=status
             )
         try:
-            records = tuple(
-                parse_subscription(r) for r in fields["result"] if isinstance(r, Mapping)
-            )
+            records = tuple(parse_subscription(r) for r in result if isinstance(r, Mapping))
         except ValueError as exc:
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, str(exc), status=status) from None
         count = read_int(fields, "count")

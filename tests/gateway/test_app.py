@@ -16,7 +16,7 @@ from gateway.app import create_app
 from gateway.simulator import Simulator
 from schema.context import GatewayContext
 from tests.conftest import GatewayFactory
-from tests.support.helpers import TOKEN, GraphQLClient, settings_for_tests
+from tests.support.helpers import TOKEN, GraphQLClient, post_json_text, settings_for_tests
 
 QUERY = "{ subscriptions(first: 2) { totalCount nodes { id } } }"
 
@@ -283,11 +283,7 @@ async def test_a_large_numeric_id_reaches_the_upstream_digit_for_digit(
         b'{"query": "query($id: ID!) { resource(resourceId: $id) { resourceId } }",'
         b' "variables": {"id": 123456789012345678901234567}}'
     )
-    response = await client.post(
-        "/graphql",
-        content=body,
-        headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN},
-    )
+    response = await post_json_text(client, body)
     assert response.status_code == 200
     (call,) = simulator.calls
     assert call["body"]["resource_ids"] == ["123456789012345678901234567"]
@@ -305,11 +301,7 @@ async def test_a_lone_surrogate_anywhere_in_the_body_is_a_400(
 ) -> None:
     # Echoed in an error (an unknown operation's name), it could not be written: a 500.
     simulator.reset()
-    response = await client.post(
-        "/graphql",
-        content=body,
-        headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN},
-    )
+    response = await post_json_text(client, body)
     assert response.status_code == 400
     assert "surrogate" in response.text
     assert not simulator.calls
@@ -319,9 +311,5 @@ async def test_an_escaped_character_outside_the_basic_plane_is_fine(
     client: httpx.AsyncClient,
 ) -> None:
     body = b'{"query": "{ __typename }", "variables": {"x": "\\ud83d\\ude00"}}'
-    response = await client.post(
-        "/graphql",
-        content=body,
-        headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN},
-    )
+    response = await post_json_text(client, body)
     assert response.status_code == 200

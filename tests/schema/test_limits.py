@@ -3,7 +3,6 @@ the error code, and the upstream calls made (none when refused)."""
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import httpx
@@ -12,7 +11,7 @@ import pytest
 from gateway.app import create_app
 from gateway.simulator import Simulator
 from tests.conftest import GatewayFactory
-from tests.support.helpers import TOKEN, GraphQLClient, settings_for_tests
+from tests.support.helpers import TOKEN, GraphQLClient, batching_settings
 
 # 1000 subscriptions, with their resources: about 1011 calls against the default 200.
 COSTLY = "subscriptions(first: $n) { nodes { id resources { resourceId } } }"
@@ -101,9 +100,7 @@ async def test_a_batch_shares_one_budget(
     make_gateway: GatewayFactory, simulator: Simulator
 ) -> None:
     # 150 subscriptions with their resources: about 152 calls each, 304 together.
-    settings = settings_for_tests()
-    settings = settings.replace(limits=dataclasses.replace(settings.limits, allow_batching=True))
-    app = create_app(make_gateway(settings))
+    app = create_app(make_gateway(batching_settings()))
     batch = [{"query": "query($n: Int = 150) { " + COSTLY + " }"}] * 2
     simulator.reset()
     async with httpx.AsyncClient(
@@ -123,9 +120,7 @@ async def test_a_batch_shares_one_budget(
 async def test_in_a_batch_an_operation_over_budget_alone_is_refused_alone(
     make_gateway: GatewayFactory, simulator: Simulator
 ) -> None:
-    settings = settings_for_tests()
-    settings = settings.replace(limits=dataclasses.replace(settings.limits, allow_batching=True))
-    app = create_app(make_gateway(settings))
+    app = create_app(make_gateway(batching_settings()))
     batch = [
         {"query": "query($n: Int = 1000) { " + COSTLY + " }"},
         {"query": "{ subscriptions(first: 2) { nodes { id } } }"},

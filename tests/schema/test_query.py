@@ -14,7 +14,13 @@ from gateway.app import create_app
 from gateway.simulator import Simulator
 from gateway.times import format_iso, parse_cbc_time, parse_epoch_ms
 from tests.conftest import GatewayFactory
-from tests.support.helpers import OTHER_TOKEN, TOKEN, GraphQLClient, settings_for_tests
+from tests.support.helpers import (
+    OTHER_TOKEN,
+    TOKEN,
+    GraphQLClient,
+    post_json_text,
+    settings_for_tests,
+)
 
 OMA = "oma.queryresource"
 CBC = "cbc.resources_query"
@@ -320,11 +326,7 @@ async def test_an_id_that_is_no_unicode_text_is_refused_with_no_call(
     simulator.reset()
     # The variables as the client's own JSON text: a Python str would not encode.
     body = orjson.dumps({"query": query})[:-1] + b', "variables": ' + variables.encode() + b"}"
-    response = await client.post(
-        "/graphql",
-        content=body,
-        headers={"Content-Type": "application/json", "X-Auth-Token": TOKEN},
-    )
+    response = await post_json_text(client, body)
     # Refused with the body: no answer or upstream request could carry it.
     assert response.status_code == 400
     assert "surrogate" in response.text

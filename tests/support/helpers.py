@@ -36,6 +36,25 @@ def settings_for_tests(**changes: Any) -> Settings:
     return settings.replace(**changes) if changes else settings
 
 
+def batching_settings(**limit_changes: Any) -> Settings:
+    """``settings_for_tests`` with JSON arrays of operations allowed."""
+    settings = settings_for_tests()
+    limits = dataclasses.replace(settings.limits, allow_batching=True, **limit_changes)
+    return settings.replace(limits=limits)
+
+
+async def post_json_text(
+    http: httpx.AsyncClient, body: bytes, *, token: str = TOKEN
+) -> httpx.Response:
+    """POSTs a body as the client wrote it: JSON text a Python value cannot always make
+    (a lone surrogate escape, an integer past 64 bits)."""
+    return await http.post(
+        "/graphql",
+        content=body,
+        headers={"Content-Type": "application/json", "X-Auth-Token": token},
+    )
+
+
 class GraphQLClient:
     """Posts operations to the gateway app like a frontend would."""
 

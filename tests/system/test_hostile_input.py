@@ -12,7 +12,7 @@ import pytest
 from gateway.app import create_app
 from gateway.simulator import Simulator
 from tests.conftest import GatewayFactory
-from tests.support.helpers import TOKEN, settings_for_tests
+from tests.support.helpers import TOKEN, batching_settings, settings_for_tests
 
 NORMAL = {"query": "{ subscriptions(first: 1) { totalCount } }"}
 
@@ -154,13 +154,7 @@ async def test_graphiql_is_off_in_production(production: httpx.AsyncClient) -> N
 async def test_batches_are_limited_when_configured(
     make_gateway: GatewayFactory, simulator: Simulator
 ) -> None:
-    settings = settings_for_tests()
-    import dataclasses
-
-    settings = settings.replace(
-        limits=dataclasses.replace(settings.limits, allow_batching=True, max_batch_size=3)
-    )
-    app = create_app(make_gateway(settings))
+    app = create_app(make_gateway(batching_settings(max_batch_size=3)))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://gateway"
     ) as http:
@@ -283,11 +277,7 @@ NOT_AN_OPERATION: list[tuple[list[Any], str]] = [
 async def test_a_batch_of_what_is_no_operation_is_a_400_with_its_reason(
     make_gateway: GatewayFactory, simulator: Simulator
 ) -> None:
-    import dataclasses
-
-    settings = settings_for_tests()
-    settings = settings.replace(limits=dataclasses.replace(settings.limits, allow_batching=True))
-    app = create_app(make_gateway(settings))
+    app = create_app(make_gateway(batching_settings()))
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://gateway",
