@@ -27,7 +27,7 @@ from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
 from gateway.paging import cached_all, chunks, fetch_all, fetch_range, joined
-from gateway.times import format_cbc_time, parse_cbc_time
+from gateway.times import format_cbc_time, parse_cbc_time, whole_second
 from gateway.upstream import UpstreamClient, classify_http_failure
 
 UPSTREAM = "cbc"
@@ -134,6 +134,20 @@ def sendable(text: str) -> bool:
     return True
 
 
+_STATUS_OF_CODE = {"CBC.0100": 400, "CBC.0151": 403, "CBC.0999": 500}
+"""The documented failures (Returned Values) and the status each comes with."""
+_SUCCESS_CODES = frozenset({"", "CBC.0000"})
+"""Codes that say nothing failed: an empty one, and Huawei's usual code for success."""
+
+
+def _expiry_seconds(query: ResourceQuery) -> tuple[datetime | None, datetime | None]:
+    """The whole seconds the expiry window holds: from the first one not before its start
+    to the one its end falls in, so that a resource is in it exactly when its time is."""
+    start = None if query.expire_from is None else whole_second(query.expire_from, round_up=True)
+    end = None if query.expire_to is None else whole_second(query.expire_to)
+    return start, end
+
+
 class ResourcesQueryEndpoint:
     upstream = UPSTREAM
     name = "resources_query"
@@ -185,11 +199,21 @@ class ResourcesQueryEndpoint:
             body["order_id"] = quote_plus(query.order_id, safe="*")
         if query.statuses:
             body["status_list"] = sorted(set(query.statuses))
-        if query.expire_from is not None:
-            body["expire_time_begin"] = format_cbc_time(query.expire_from)
-        if query.expire_to is not None:
-            body["expire_time_end"] = format_cbc_time(query.expire_to)
+        start, end = _expiry_seconds(query)
+        if start is not None:
+            body["expire_time_begin"] = format_cbc_time(start)
+        if end is not None:
+            body["expire_time_end"] = format_cbc_time(end)
         return body
+
+    def known_answer(self, query: ResourceQuery) -> ResourcePage | None:
+        """No page for an expiry window that holds no whole second (CBC's resolution)."""
+        if query.expire_from is None:
+            return None
+        start, end = _expiry_seconds(query)
+        if start is None or (end is not None and start > end):
+            return ResourcePage(records=(), total=0)
+        return None
 
     def cache_params(self, query: ResourceQuery) -> tuple[tuple[str, object], ...]:
         body = self.body(query)
@@ -201,26 +225,31 @@ class ResourcesQueryEndpoint:
 
     def parse(self, status: int, headers: httpx.Headers, payload: Any) -> ResourcePage:
         code = read_text(payload, "error_code") if isinstance(payload, Mapping) else None
+        if code in _SUCCESS_CODES:
+            code = None
+        # A documented code says what went wrong whatever status it came with: error_code
+        # is set "on failure", so a 200 carrying one is that failure, data or not.
+        documented = _STATUS_OF_CODE.get(code or "")
+        if documented is not None and (status == 200 or (documented == 500 and status < 500)):
+            status = documented
         if status != 200:
             message = "upstream refused the request"
             if isinstance(payload, Mapping) and isinstance(payload.get("error_msg"), str):
                 message = payload["error_msg"][:200]
-            if code in ("CBC.0999",) and status < 500:
-                status = 500
             raise classify_http_failure(UPSTREAM, status, headers, code, message)
         if not isinstance(payload, Mapping):
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, "response is not an object")
         data = payload.get("data")
+        # An empty answer may omit data; an error_code or no total_count is a failure.
+        if code or (data is None and "total_count" not in payload):
+            raise UpstreamError(
+                ErrorKind.BAD_RESPONSE,
+                UPSTREAM,
+                f"upstream error {code}" if code else "response has no data list",
+                status=status,
+                upstream_code=code,
+            )
         if data is None:
-            # An empty answer may omit data; an error_code or no total_count is a failure.
-            if code or "total_count" not in payload:
-                raise UpstreamError(
-                    ErrorKind.BAD_RESPONSE,
-                    UPSTREAM,
-                    f"upstream error {code}" if code else "response has no data list",
-                    status=status,
-                    upstream_code=code,
-                )
             data = []
         if not isinstance(data, list):
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, "response data is not a list")

@@ -136,6 +136,14 @@ def parse_subscription(record: Mapping[str, Any]) -> SubscriptionRecord:
     return SubscriptionRecord._make(values)
 
 
+def _window_ms(query: SubscriptionQuery) -> tuple[int | None, int | None]:
+    """The milliseconds the window holds: from the first one not before ``start`` to the
+    one ``end`` falls in, so that a record OMA holds is in it exactly when its time is."""
+    start = None if query.start is None else to_epoch_ms(query.start, round_up=True)
+    end = None if query.end is None else to_epoch_ms(query.end)
+    return start, end
+
+
 class QueryResourceEndpoint:
     """The endpoint description ``UpstreamClient`` runs."""
 
@@ -154,14 +162,23 @@ class QueryResourceEndpoint:
         if query.start is not None and query.end is not None and query.start > query.end:
             raise InvalidRequest("the time window starts after it ends", upstream=UPSTREAM)
 
+    def known_answer(self, query: SubscriptionQuery) -> SubscriptionPage | None:
+        """No page for a window that holds no millisecond from 1970 on: OMA stores times
+        to the millisecond, and no subscription was modified before 1970."""
+        start, end = _window_ms(query)
+        if end is not None and (end < 0 or (start is not None and start > end)):
+            return SubscriptionPage(records=(), total=0)
+        return None
+
     def body(self, query: SubscriptionQuery) -> dict[str, Any]:
         body: dict[str, Any] = {"limit": query.limit, "offset": query.offset}
-        # No subscription was modified before 1970, so a window reaching further back
-        # means the same from epoch 0, and OMA is never sent a negative time to refuse.
-        if query.start is not None:
-            body["startDate"] = max(0, to_epoch_ms(query.start))
-        if query.end is not None:
-            body["endDate"] = max(0, to_epoch_ms(query.end))
+        start, end = _window_ms(query)
+        # A window reaching before 1970 means the same from epoch 0, and OMA is never
+        # sent a negative time to refuse.
+        if start is not None:
+            body["startDate"] = max(0, start)
+        if end is not None:
+            body["endDate"] = end
         return body
 
     def cache_params(self, query: SubscriptionQuery) -> tuple[tuple[str, object], ...]:

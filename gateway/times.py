@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ONE_SECOND = timedelta(seconds=1)
 # Years 0001..9999 only: what datetime can hold, in epoch milliseconds.
 _MIN_MS = -62_135_596_800_000
 _MAX_MS = 253_402_300_799_999
@@ -38,10 +39,24 @@ def from_epoch_ms(value: int) -> datetime:
     return _EPOCH + timedelta(0, 0, 0, value)
 
 
-def to_epoch_ms(moment: datetime) -> int:
-    """An aware datetime to epoch milliseconds (what OMA expects for startDate/endDate)."""
+def to_epoch_ms(moment: datetime, *, round_up: bool = False) -> int:
+    """An aware datetime to epoch milliseconds (what OMA expects for startDate/endDate):
+    the millisecond it falls in, or with ``round_up`` the first one not before it."""
     delta = moment.astimezone(UTC) - _EPOCH
-    return delta.days * 86_400_000 + delta.seconds * 1000 + delta.microseconds // 1000
+    ms, micro = divmod(delta.microseconds, 1000)
+    return delta.days * 86_400_000 + delta.seconds * 1000 + ms + (1 if round_up and micro else 0)
+
+
+def whole_second(moment: datetime, *, round_up: bool = False) -> datetime | None:
+    """The second ``moment`` falls in, or with ``round_up`` the first whole second not
+    before it; None when that is past the last one a datetime holds."""
+    floor = moment.replace(microsecond=0)
+    if not round_up or floor == moment:
+        return floor
+    try:
+        return floor + _ONE_SECOND
+    except OverflowError:
+        return None
 
 
 def parse_epoch_ms(value: object) -> datetime:

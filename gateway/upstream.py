@@ -45,6 +45,11 @@ class Endpoint(Protocol[Q, P]):
     def validate(self, query: Q) -> None:
         """Raise ``InvalidRequest`` for anything the upstream would refuse."""
 
+    def known_answer(self, query: Q) -> P | None:
+        """The answer when it is known without asking (a window too narrow to hold any
+        time the upstream stores), else None."""
+        ...
+
     def body(self, query: Q) -> dict[str, Any]:
         """The JSON body the upstream expects."""
         ...
@@ -94,6 +99,9 @@ class UpstreamClient(Generic[Qx, P]):
             endpoint.validate(query)
         except InvalidRequest:
             return None  # fetch raises it
+        known = endpoint.known_answer(query)
+        if known is not None:
+            return known
         value: P | None = self._cache.peek(self._key(caller, query), ttl=self.settings.cache_ttl)
         if value is not None:
             caller.stats.cache_hits += 1
@@ -112,6 +120,9 @@ class UpstreamClient(Generic[Qx, P]):
         """One page for one caller: from the cache when fresh, else from the upstream."""
         endpoint = self.endpoint
         endpoint.validate(query)
+        known = endpoint.known_answer(query)
+        if known is not None:
+            return known
         # Partials, not a closure and a lambda: a call is one coroutine frame fewer.
         attempt = partial(self._attempt, caller, query)
         if self.settings.cache_ttl <= 0:

@@ -51,6 +51,40 @@ async def test_seed_example_request_and_response(make_upstreams: Callable[..., U
     assert record.spec_code == "SSD" and record.region_code == "cn-south-1"
 
 
+async def test_an_expiry_window_is_sent_as_the_whole_seconds_it_holds(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    """CBC stores whole seconds: a window from 01.5 s to 03.5 s holds 02 and 03, and one
+    within a single second holds none, so CBC is not asked."""
+    recorder = Recorder(example_response)
+    cbc = make_upstreams(recorder).cbc
+    minute = datetime(2021, 9, 1, 8, 5, tzinfo=UTC)
+    await cbc.fetch_resource_page(
+        Caller("t"),
+        ResourceQuery(
+            expire_from=minute.replace(second=1, microsecond=500_000),
+            expire_to=minute.replace(second=3, microsecond=500_000),
+        ),
+    )
+    await cbc.fetch_resource_page(
+        Caller("t"),
+        ResourceQuery(expire_from=minute.replace(second=1, microsecond=1)),
+    )
+    for query in (
+        ResourceQuery(
+            expire_from=minute.replace(second=1, microsecond=200_000),
+            expire_to=minute.replace(second=1, microsecond=800_000),
+        ),
+        ResourceQuery(expire_from=datetime.max.replace(tzinfo=UTC)),
+    ):
+        page = await cbc.fetch_resource_page(Caller("t"), query)
+        assert page.records == () and page.total == 0
+    assert [(b.get("expire_time_begin"), b.get("expire_time_end")) for b in recorder.bodies()] == [
+        ("2021-09-01T08:05:02Z", "2021-09-01T08:05:03Z"),
+        ("2021-09-01T08:05:02Z", None),
+    ]
+
+
 @pytest.mark.parametrize(
     "query",
     [
@@ -113,15 +147,42 @@ async def test_empty_answer_without_data_is_an_empty_page(
     assert page.records == () and page.total == 0
 
 
-async def test_a_200_with_an_error_code_is_a_failure(
+@pytest.mark.parametrize(
+    ("code", "kind", "status"),
+    [
+        ("CBC.0100", ErrorKind.BAD_REQUEST, 400),
+        ("CBC.0151", ErrorKind.FORBIDDEN, 403),
+        ("CBC.0999", ErrorKind.UNAVAILABLE, 500),
+        ("CBC.4242", ErrorKind.BAD_RESPONSE, 200),
+    ],
+)
+@pytest.mark.parametrize("with_data", [False, True])
+async def test_a_200_with_an_error_code_is_that_failure_even_with_data(
     make_upstreams: Callable[..., Upstreams],
+    code: str,
+    kind: ErrorKind,
+    status: int,
+    with_data: bool,
 ) -> None:
-    cbc = make_upstreams(
-        Recorder(lambda _: httpx.Response(200, json={"error_code": "CBC.0999", "error_msg": "x"}))
-    ).cbc
+    """error_code is set "on failure": data beside it is not an answer to trust."""
+    body: dict[str, object] = {"error_code": code, "error_msg": "x"}
+    if with_data:
+        body.update(load_fixture("cbc_example_response.json"))
+    cbc = make_upstreams(Recorder(lambda _: httpx.Response(200, json=body)), max_retries=0).cbc
     with pytest.raises(UpstreamError) as caught:
         await cbc.fetch_resource_page(Caller("t"), ResourceQuery())
-    assert caught.value.kind is ErrorKind.BAD_RESPONSE
+    assert caught.value.kind is kind
+    assert caught.value.upstream_code == code and caught.value.status == status
+
+
+@pytest.mark.parametrize("code", [None, "", "CBC.0000"])
+async def test_an_empty_or_success_error_code_is_an_answer(
+    make_upstreams: Callable[..., Upstreams], code: str | None
+) -> None:
+    body = {**load_fixture("cbc_example_response.json"), "error_code": code, "error_msg": "ok"}
+    cbc = make_upstreams(Recorder(lambda _: httpx.Response(200, json=body))).cbc
+    page = await cbc.fetch_resource_page(Caller("t"), ResourceQuery())
+    assert page.total == 1 and len(page.records) == 1
 
 
 async def test_ids_are_fetched_in_chunks_of_fifty_all_at_once(

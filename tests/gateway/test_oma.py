@@ -212,15 +212,44 @@ async def test_a_window_reaching_before_1970_is_sent_from_epoch_zero(
             end=datetime(2023, 3, 23, 8, 7, 34, tzinfo=UTC),
         ),
     )
-    await oma.fetch_subscription_page(
+    # A window that ends before 1970 holds no subscription: answered empty, not asked.
+    page = await oma.fetch_subscription_page(
         Caller("t"),
         SubscriptionQuery(
             limit=10, start=datetime(1950, 1, 1, tzinfo=UTC), end=datetime(1960, 1, 1, tzinfo=UTC)
         ),
     )
+    assert page.records == () and page.total == 0
+    assert [(b["startDate"], b["endDate"]) for b in recorder.bodies()] == [(0, 1679558854000)]
+
+
+async def test_a_window_is_sent_as_the_milliseconds_it_holds(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    """OMA stores milliseconds: a window from 34.0005 s to 34.9999 s holds 34.001 to 34.999,
+    and one within a single millisecond holds none, so OMA is not asked."""
+    recorder = Recorder(example_oma_response)
+    oma = make_upstreams(recorder).oma
+    second = datetime(2023, 3, 23, 8, 7, 34, tzinfo=UTC)
+    await oma.fetch_subscription_page(
+        Caller("t"),
+        SubscriptionQuery(
+            limit=10, start=second.replace(microsecond=500), end=second.replace(microsecond=999_900)
+        ),
+    )
+    await oma.fetch_subscription_page(
+        Caller("t"), SubscriptionQuery(limit=10, start=second, end=second)
+    )
+    page = await oma.fetch_subscription_page(
+        Caller("t"),
+        SubscriptionQuery(
+            limit=10, start=second.replace(microsecond=200), end=second.replace(microsecond=800)
+        ),
+    )
+    assert page.records == () and page.total == 0
     assert [(b["startDate"], b["endDate"]) for b in recorder.bodies()] == [
-        (0, 1679558854000),
-        (0, 0),
+        (1679558854001, 1679558854999),
+        (1679558854000, 1679558854000),
     ]
 
 

@@ -12,6 +12,7 @@ from gateway.times import (
     parse_client_time,
     parse_epoch_ms,
     to_epoch_ms,
+    whole_second,
 )
 
 SEED_INSTANT = datetime(2023, 3, 23, 8, 7, 34, tzinfo=UTC)
@@ -89,6 +90,23 @@ def test_epoch_ms_round_trips(ms: int) -> None:
     assert to_epoch_ms(from_epoch_ms(ms)) == ms
     assert parse_client_time(ms) == from_epoch_ms(ms)
     assert parse_client_time(format_iso(from_epoch_ms(ms))) == from_epoch_ms(ms)
+
+
+@given(st.datetimes(timezones=st.just(UTC)))
+def test_rounding_to_milliseconds_and_seconds_brackets_the_instant(moment: datetime) -> None:
+    down, up = to_epoch_ms(moment), to_epoch_ms(moment, round_up=True)
+    assert from_epoch_ms(down) <= moment
+    assert up - down == (0 if moment.microsecond % 1000 == 0 else 1)
+    if up <= 253_402_300_799_999:  # the last millisecond a datetime holds
+        assert moment <= from_epoch_ms(up)
+    second = whole_second(moment)
+    assert second is not None and second <= moment < second + timedelta(seconds=1)
+    later = whole_second(moment, round_up=True)
+    if later is None:
+        assert moment > datetime.max.replace(microsecond=0, tzinfo=UTC)
+    else:
+        assert later >= moment and later.microsecond == 0
+        assert later - moment < timedelta(seconds=1)
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -361,6 +361,28 @@ async def test_every_datetime_input_form_reaches_oma_as_epoch_ms(
     assert call["body"]["startDate"] == 1679558854000 and call["body"]["endDate"] == 1679558854001
 
 
+async def test_a_window_holds_exactly_the_milliseconds_between_its_ends(
+    graphql: GraphQLClient, simulator: Simulator
+) -> None:
+    """The seed subscription was modified at 34.000 s: a window from 33.9995 s holds it,
+    one from 34.0005 s does not, and one within a millisecond is answered without OMA."""
+    query = "query($w: TimeWindow) { subscriptions(window: $w) { totalCount } }"
+    holding = await graphql.post(
+        query, {"w": {"from": "2023-03-23T08:07:33.9995Z", "to": "2023-03-23T08:07:34.0009Z"}}
+    )
+    assert holding["data"]["subscriptions"]["totalCount"] == 1
+    after = await graphql.post(
+        query, {"w": {"from": "2023-03-23T08:07:34.0005Z", "to": "2023-03-23T08:07:35Z"}}
+    )
+    assert after["data"]["subscriptions"]["totalCount"] == 0
+    simulator.reset()
+    within = await graphql.post(
+        query, {"w": {"from": "2023-03-23T08:07:34.0002Z", "to": "2023-03-23T08:07:34.0008Z"}}
+    )
+    assert within == {"data": {"subscriptions": {"totalCount": 0}}}
+    assert counts(simulator) == {OMA: 0, CBC: 0}
+
+
 async def test_datetime_literals_in_the_document(graphql: GraphQLClient) -> None:
     body = await graphql.post(
         '{ subscriptions(window: {from: 1679558854000, to: "2023-03-23T08:07:34.001Z"}) { totalCount } }'
