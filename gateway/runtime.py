@@ -11,7 +11,7 @@ import redis.asyncio as redis
 from gateway.cache import PageCache
 from gateway.clients import Upstreams, build_upstreams
 from gateway.config import Settings
-from gateway.resilience import RateLimiter, TokenBucket
+from gateway.resilience import RateLimiter
 from gateway.shared_rate_limit import RedisRateLimiter
 from schema.build import GatewaySchema, build_schema
 
@@ -76,9 +76,6 @@ def shared_rate_limiters(settings: Settings) -> tuple[redis.Redis, dict[str, Rat
             upstream.name,
             upstream.rate_limit,
             client=client,
-            fallback=TokenBucket(
-                upstream.name, upstream.rate_limit, max_wait=upstream.rate_limit_max_wait
-            ),
             max_wait=upstream.rate_limit_max_wait,
             timeout=settings.cache.operation_timeout,
         )

@@ -4,8 +4,11 @@ Each upstream's quota (about 10 requests per second) belongs to the whole
 deployment, not to one process. Replicas reserve slots with GCRA in one Lua
 script: atomic, one round trip, and timed by Redis's own clock so replicas with
 skewed clocks still agree. When Redis does not answer within the cache timeout,
-the replica falls back to its in-process limiter, so Redis stays an accelerator
-and never a dependency of correctness.
+the replica falls back to an in-process limiter, so Redis stays an accelerator
+and never a dependency of correctness. That limiter takes this replica's share of
+the quota: each reservation also tells Redis the replica is alive and learns how
+many are, so while Redis is down the replicas together keep to the quota instead
+of each spending all of it.
 """
 
 from __future__ import annotations
@@ -13,35 +16,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from gateway.errors import ErrorKind, UpstreamError
-from gateway.resilience import RateLimiter
+from gateway.resilience import RateLimiter, TokenBucket
 
 logger = logging.getLogger("gateway.ratelimit")
 
-# KEYS[1]: the bucket. ARGV: interval ms, burst tolerance ms, max wait ms.
-# Returns the ms to wait before the reserved slot, or -1 when that is over max wait
-# (then nothing is reserved).
+# KEYS[1]: the bucket; KEYS[2]: the replicas that reserved lately, by when.
+# ARGV: interval ms, burst tolerance ms, max wait ms, this replica, how long a replica
+# counts as alive (ms). Returns {ms to wait before the reserved slot, or -1 when that is
+# over max wait (then nothing is reserved); replicas alive}.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local interval = tonumber(ARGV[1])
 local tolerance = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
+local alive = tonumber(ARGV[5])
+redis.call('ZADD', KEYS[2], now, ARGV[4])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now - alive)
+redis.call('PEXPIRE', KEYS[2], alive)
+local replicas = redis.call('ZCARD', KEYS[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or now)
 if tat < now then tat = now end
 local wait = tat - tolerance - now
 if wait < 0 then wait = 0 end
-if wait > max_wait then return -1 end
+if wait > max_wait then return {-1, replicas} end
 local new_tat = tat + interval
 redis.call('SET', KEYS[1], new_tat, 'PX', math.ceil(new_tat - now + 1000))
-return wait
+return {wait, replicas}
 """
 
 _RETRY_REDIS_AFTER = 1.0
+REPLICA_ALIVE_MS = 30_000
+"""A replica that reserved within this long counts towards the quota's split."""
 
 
 class RedisRateLimiter:
@@ -53,7 +65,6 @@ class RedisRateLimiter:
         rate: float,
         *,
         client: redis.Redis,
-        fallback: RateLimiter,
         max_wait: float,
         burst: float | None = None,
         timeout: float = 0.1,
@@ -61,8 +72,12 @@ class RedisRateLimiter:
         self.upstream = upstream
         self.rate = rate
         self._client = client
-        self._fallback = fallback
+        self._max_wait = max_wait
         self._max_wait_ms = int(max_wait * 1000)
+        self._replica = uuid.uuid4().hex
+        self.replicas = 1
+        """Replicas alive when Redis last answered; each takes its share while it is down."""
+        self._fallback: RateLimiter = TokenBucket(upstream, rate, max_wait=max_wait)
         self._interval_ms = 1000.0 / rate if rate > 0 else 0.0
         # The same burst as the in-process limiter (``TokenBucket``): the rate.
         burst = rate if burst is None else burst
@@ -70,6 +85,7 @@ class RedisRateLimiter:
         self._tolerance_ms = self._interval_ms * (self._burst - 1)
         self._timeout = timeout
         self._key = f"gw:v1:rate:{upstream}"
+        self._replicas_key = f"gw:v1:rate:{upstream}:replicas"
         self._script = client.register_script(_RESERVE)
         self._redis_down_until = 0.0
         # When the last slot this replica reserved comes: the shared queue reaches at
@@ -92,12 +108,17 @@ class RedisRateLimiter:
             return await self._fallback.acquire()
         try:
             async with asyncio.timeout(self._timeout):
-                wait_ms = int(
-                    await self._script(
-                        keys=[self._key],
-                        args=[self._interval_ms, self._tolerance_ms, self._max_wait_ms],
-                    )
+                wait, replicas = await self._script(
+                    keys=[self._key, self._replicas_key],
+                    args=[
+                        self._interval_ms,
+                        self._tolerance_ms,
+                        self._max_wait_ms,
+                        self._replica,
+                        REPLICA_ALIVE_MS,
+                    ],
                 )
+            wait_ms = int(wait)
         except (RedisError, OSError, TimeoutError) as exc:
             if self._redis_down_until == 0.0:
                 logger.warning(
@@ -109,6 +130,7 @@ class RedisRateLimiter:
         if self._redis_down_until:
             logger.info("shared rate limit is back", extra={"upstream": self.upstream})
             self._redis_down_until = 0.0
+        self._share_among(max(1, int(replicas)))
         if wait_ms < 0:
             raise UpstreamError(
                 ErrorKind.THROTTLED,
@@ -119,3 +141,11 @@ class RedisRateLimiter:
         if wait_ms:
             await asyncio.sleep(wait_ms / 1000)
         return wait_ms / 1000
+
+    def _share_among(self, replicas: int) -> None:
+        """The in-process limiter for when Redis is down: this replica's share."""
+        if replicas != self.replicas:
+            self.replicas = replicas
+            self._fallback = TokenBucket(
+                self.upstream, self.rate / replicas, max_wait=self._max_wait
+            )
