@@ -24,7 +24,7 @@ from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
 from gateway.paging import fetch_all, fetch_range, joined
-from gateway.times import from_epoch_ms, parse_epoch_ms, to_epoch_ms
+from gateway.times import from_epoch_ms, from_epoch_ms_digits, parse_epoch_ms, to_epoch_ms
 from gateway.upstream import UpstreamClient, classify_http_failure
 
 UPSTREAM = "oma"
@@ -88,17 +88,18 @@ class SubscriptionPage:
     total: int
 
 
-_EPOCH_MS = time_kind(parse_epoch_ms, {int: from_epoch_ms})
+EPOCH_MS = time_kind(parse_epoch_ms, {int: from_epoch_ms, str: from_epoch_ms_digits})
+"""OMA's times: numbers, or numeric strings as often as not."""
 # OMA's names, in the order of SubscriptionRecord's fields.
 _SUBSCRIPTION_FIELDS = RecordFields(
     [
         ("id", TEXT),
         ("orderId", TEXT),
         ("status", INT),
-        ("createTime", _EPOCH_MS),
-        ("modifyTime", _EPOCH_MS),
-        ("expireTime", _EPOCH_MS),
-        ("cecExpireTime", _EPOCH_MS),
+        ("createTime", EPOCH_MS),
+        ("modifyTime", EPOCH_MS),
+        ("expireTime", EPOCH_MS),
+        ("cecExpireTime", EPOCH_MS),
         ("skuName", TEXT),
         ("skuCode", TEXT),
         ("procutName", TEXT),

@@ -39,6 +39,15 @@ def from_epoch_ms(value: int) -> datetime:
     return _EPOCH + timedelta(0, 0, 0, value)
 
 
+def from_epoch_ms_digits(value: str) -> datetime:
+    """Epoch milliseconds written as ASCII digits alone (how OMA often sends them): what
+    ``parse_epoch_ms`` gives for such text, without its pattern. ``ValueError`` for any
+    other text, which ``parse_epoch_ms`` then reads."""
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"not plain digits: {value!r}")
+    return from_epoch_ms(int(value))
+
+
 def to_epoch_ms(moment: datetime, *, round_up: bool = False) -> int:
     """An aware datetime to epoch milliseconds (what OMA expects for startDate/endDate):
     the millisecond it falls in, or with ``round_up`` the first one not before it."""

@@ -8,9 +8,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
-from gateway.times import from_epoch_ms, parse_cbc_time, parse_epoch_ms
+from gateway.oma import EPOCH_MS
+from gateway.times import from_epoch_ms, parse_cbc_time
 
-EPOCH_MS = time_kind(parse_epoch_ms, {int: from_epoch_ms})
 CBC_TIME = time_kind(parse_cbc_time, {str: parse_cbc_time})
 FIELDS = [("a", TEXT), ("b", INT), ("c", EPOCH_MS), ("d", CBC_TIME), ("e", INT)]
 
@@ -22,6 +22,9 @@ json_values = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=True, allow_infinity=True),
     st.sampled_from(["", " 7 ", "12", "1.0", "x", "2023-03-23T08:07:34Z", "1679558854000"]),
+    # Epoch milliseconds as text, in the forms int() and the readers may disagree on.
+    st.sampled_from(["+12", "-12", " 12", "1_000", "\u0661\u0662", "00012", "12.00", "9" * 16]),
+    st.integers(min_value=-(2**50), max_value=2**50).map(str),
     st.text(max_size=12),
     st.lists(st.integers(), max_size=2),
     st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
