@@ -25,7 +25,15 @@ from gateway.cache import Codec
 from gateway.caller import Caller
 from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
-from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
+from gateway.fields import (
+    INT,
+    TEXT,
+    RecordFields,
+    json_objects,
+    read_int,
+    read_text,
+    time_kind,
+)
 from gateway.paging import cached_all, chunks, fetch_all, fetch_range, joined
 from gateway.times import format_cbc_time, parse_cbc_time, whole_second
 from gateway.upstream import UpstreamClient, classify_http_failure
@@ -254,7 +262,7 @@ class ResourcesQueryEndpoint:
         if not isinstance(data, list):
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, "response data is not a list")
         try:
-            records = tuple(parse_resource(r) for r in data if isinstance(r, Mapping))
+            records = tuple(map(parse_resource, json_objects(data)))
         except ValueError as exc:
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, str(exc), status=status) from None
         total = read_int(payload, "total_count")

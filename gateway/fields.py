@@ -62,6 +62,15 @@ def read_time(
         return None
 
 
+def json_objects(items: list[Any]) -> Sequence[Mapping[str, Any]]:
+    """The objects of a JSON list, skipping anything else in it. Usually all are dicts,
+    found by one pass in C: an ``isinstance`` against ``Mapping`` per item is a Python
+    call (an ABC's check), a millisecond over a thousand records."""
+    if set(map(type, items)) <= {dict}:
+        return items
+    return [item for item in items if isinstance(item, Mapping)]
+
+
 Reader = Callable[[Mapping[str, Any], str], Any]
 
 

@@ -22,7 +22,15 @@ from gateway.cache import Codec
 from gateway.caller import Caller
 from gateway.codec import RecordCodec
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
-from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
+from gateway.fields import (
+    INT,
+    TEXT,
+    RecordFields,
+    json_objects,
+    read_int,
+    read_text,
+    time_kind,
+)
 from gateway.paging import fetch_all, fetch_range, joined
 from gateway.times import from_epoch_ms, from_epoch_ms_digits, parse_epoch_ms, to_epoch_ms
 from gateway.upstream import UpstreamClient, classify_http_failure
@@ -212,7 +220,7 @@ class QueryResourceEndpoint:
                 ErrorKind.BAD_RESPONSE, UPSTREAM, "response has no result list", status=status
             )
         try:
-            records = tuple(parse_subscription(r) for r in result if isinstance(r, Mapping))
+            records = tuple(map(parse_subscription, json_objects(result)))
         except ValueError as exc:
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, str(exc), status=status) from None
         count = read_int(fields, "count")

@@ -67,6 +67,8 @@ _PASSTHROUGH: dict[GraphQLScalarType, type] = {
 LeafStep = tuple[str, str | None, bool, Any, Mapping[int, str] | None, Callable[[Any], Any]]
 
 _FALLBACK: Any = object()
+# The items of a list that are not objects to complete (besides errors).
+_NOT_OBJECTS = frozenset({type(None), type(Undefined)})
 
 
 class LinkStep:
@@ -541,6 +543,11 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
             return None
         plan.expect(len(items))
         complete = plan.complete
+        kinds = set(map(type, items))
+        if not kinds & _NOT_OBJECTS and not any(issubclass(kind, Exception) for kind in kinds):
+            # Objects only (the usual list): all at once, without a check per item.
+            completed = list(map(complete, items))
+            return None if None in completed else completed
         results: list[dict[str, Any] | None] = []
         for item in items:
             if item is None or item is Undefined:

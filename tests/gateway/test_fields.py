@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.fields import INT, TEXT, RecordFields, read_int, read_text, time_kind
+from gateway.fields import INT, TEXT, RecordFields, json_objects, read_int, read_text, time_kind
 from gateway.oma import EPOCH_MS
 from gateway.times import from_epoch_ms, parse_cbc_time
 
@@ -82,3 +82,10 @@ def test_new_combinations_of_types_beyond_the_bound_are_read_without_a_plan() ->
 def test_the_readers_still_read_one_field() -> None:
     assert read_text({"a": 5.0}, "a") == "5"
     assert read_int({"a": " 7 "}, "a") == 7
+
+
+def test_json_objects_skips_what_is_not_an_object() -> None:
+    only_objects = [{"a": 1}, {"b": 2}]
+    assert json_objects(only_objects) is only_objects  # nothing to skip: no copy
+    assert json_objects([{"a": 1}, 3, None, ["x"], "y", {"b": 2}]) == only_objects
+    assert json_objects([]) == []

@@ -330,3 +330,13 @@ async def test_everything_follows_the_first_page_total(
     first = recorder.bodies()[0]
     assert (first["offset"], first["limit"]) == (0, 99)
     assert len(recorder.requests) == 3
+
+
+async def test_a_page_with_items_that_are_not_objects_keeps_the_records(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    seed = load_fixture("oma_example_response.json")
+    body = {**seed, "result": [7, *seed["result"], None, "x"]}
+    oma = make_upstreams(Recorder(lambda _: httpx.Response(200, json=body))).oma
+    page = await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
+    assert [record.id for record in page.records] == ["1638814724192780290"]

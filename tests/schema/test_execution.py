@@ -125,7 +125,8 @@ async def both(operation: str, root: Query) -> tuple[dict[str, Any], dict[str, A
 @settings(max_examples=60, deadline=None)
 @given(
     items=st.lists(ITEMS, max_size=4),
-    maybe=st.lists(st.one_of(st.none(), ITEMS), max_size=3),
+    # An error among the items is that item's error, as a resolver may return it.
+    maybe=st.lists(st.one_of(st.none(), ITEMS, st.builds(ValueError, st.just("boom"))), max_size=3),
     first=st.one_of(st.none(), ITEMS),
 )
 async def test_shortcut_answers_what_graphql_core_answers(
