@@ -119,13 +119,17 @@ async def test_failures_are_not_cached(make_gateway: GatewayFactory, simulator: 
 async def test_unexpected_errors_are_masked(
     graphql: GraphQLClient, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from schema import types
+    from schema import enums
 
-    def explode(status: object) -> object:
-        raise RuntimeError("secret internals at http://internal.example/?token=" + TOKEN)
+    lookup = enums._lookup
+
+    def explode(table: Any, value: Any, what: str) -> Any:
+        if table is enums._SUBSCRIPTION_STATUSES:
+            raise RuntimeError("secret internals at http://internal.example/?token=" + TOKEN)
+        return lookup(table, value, what)
 
     # Making a subscription's object reads its status: that now raises.
-    monkeypatch.setattr(types, "subscription_status", explode)
+    monkeypatch.setattr(enums, "_lookup", explode)
     body = await graphql.post(BOTH)
     (error,) = body["errors"]
     assert error["extensions"] == {"code": "INTERNAL_SERVER_ERROR"}

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from schema import types
+from schema import enums
 from schema.views import ObjectsByRecord
 from tests.support.helpers import GraphQLClient
 
@@ -97,19 +97,19 @@ async def test_a_warm_request_makes_no_object_for_records_made_twice_before(
     graphql: GraphQLClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     made = {"subscriptions": 0, "resources": 0}
-    subscription_status, resource_status = types.subscription_status, types.resource_status
+    lookup = enums._lookup
+    tables = {
+        id(enums._SUBSCRIPTION_STATUSES): "subscriptions",
+        id(enums._RESOURCE_STATUSES): "resources",
+    }
 
     # Making either object reads its status once: count those reads.
-    def count_subscription(status: Any) -> Any:
-        made["subscriptions"] += 1
-        return subscription_status(status)
+    def counting_lookup(table: Any, value: Any, what: str) -> Any:
+        if id(table) in tables:
+            made[tables[id(table)]] += 1
+        return lookup(table, value, what)
 
-    def count_resource(status: Any) -> Any:
-        made["resources"] += 1
-        return resource_status(status)
-
-    monkeypatch.setattr(types, "subscription_status", count_subscription)
-    monkeypatch.setattr(types, "resource_status", count_resource)
+    monkeypatch.setattr(enums, "_lookup", counting_lookup)
     answers = []
     counts = []
     for _ in range(4):
