@@ -2,7 +2,7 @@
 
 Starts the simulator with a fixed added latency, the gateway (cold: caching off;
 warm: caching on) and the naive build, all with the rate limit off; drives each
-scenario from a separate load process; and writes ``bench/out/results.json`` and
+scenario from a separate load process; and writes ``bench/results.json`` and
 ``bench/RESULTS.md``. Processes are pinned: the gateway under test on core 0,
 the simulator and the load generator on core 1.
 """

@@ -105,7 +105,7 @@ class LimitSettings:
     max_body_bytes: int = 64 * 1024
     max_first: int = 1_000
     max_cost: int = 200
-    """Estimated upstream calls one operation may cause."""
+    """Estimated upstream calls one request may cause (a batch's operations together)."""
     allow_batching: bool = False
     max_batch_size: int = 5
 
