@@ -144,8 +144,8 @@ def sendable(text: str) -> bool:
 
 _STATUS_OF_CODE = {"CBC.0100": 400, "CBC.0151": 403, "CBC.0999": 500}
 """The documented failures (Returned Values) and the status each comes with."""
-_SUCCESS_CODES = frozenset({"", "CBC.0000"})
-"""Codes that say nothing failed: an empty one, and Huawei's usual code for success."""
+_SUCCESS_CODES = frozenset({"", "0", "CBC.0000"})
+"""Codes that say nothing failed: an empty one, zero, and Huawei's usual code for success."""
 
 
 def _expiry_seconds(query: ResourceQuery) -> tuple[datetime | None, datetime | None]:

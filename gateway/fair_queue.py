@@ -32,7 +32,8 @@ Clock = Callable[[], float]
 class SlotSource(Protocol):
     """Where ``FairQueue`` takes its slots from: a rate limiter (``gateway.resilience``)."""
 
-    rate: float
+    @property
+    def rate(self) -> float: ...
 
     async def acquire(self) -> float: ...
 

@@ -123,8 +123,10 @@ class CircuitBreaker:
 
 
 class RateLimiter(Protocol):
-    rate: float
-    """Requests per second; 0 or less: no limit, and the guard skips the limiter."""
+    @property
+    def rate(self) -> float:
+        """Requests per second; 0 or less: no limit, and the guard skips the limiter."""
+        ...
 
     async def acquire(self) -> float:
         """Wait for a slot; return the seconds waited, or raise ``UpstreamError`` with

@@ -70,7 +70,8 @@ class RedisRateLimiter:
         timeout: float = 0.1,
     ) -> None:
         self.upstream = upstream
-        self.rate = rate
+        self.quota = rate
+        """Requests per second for the whole deployment."""
         self._client = client
         self._max_wait = max_wait
         self._max_wait_ms = int(max_wait * 1000)
@@ -92,17 +93,25 @@ class RedisRateLimiter:
         # least that far (other replicas may have reserved beyond it).
         self._reserved_until = 0.0
 
+    @property
+    def rate(self) -> float:
+        """The pace this replica's calls go at now: the quota's through Redis, its share of
+        it while Redis is down (what a queue in front of it must expect)."""
+        if self.quota > 0 and time.monotonic() < self._redis_down_until:
+            return self._fallback.rate
+        return self.quota
+
     def free_slots(self) -> float:
         """The burst left, as far as this replica has seen the shared queue."""
-        if self.rate <= 0:
+        if self.quota <= 0:
             return float("inf")
         if time.monotonic() < self._redis_down_until:
             return self._fallback.free_slots()
-        reserved_ahead = max(0.0, self._reserved_until - time.monotonic()) * self.rate
+        reserved_ahead = max(0.0, self._reserved_until - time.monotonic()) * self.quota
         return max(0.0, self._burst - reserved_ahead)
 
     async def acquire(self) -> float:
-        if self.rate <= 0:
+        if self.quota <= 0:
             return 0.0
         if time.monotonic() < self._redis_down_until:
             return await self._fallback.acquire()
@@ -147,5 +156,5 @@ class RedisRateLimiter:
         if replicas != self.replicas:
             self.replicas = replicas
             self._fallback = TokenBucket(
-                self.upstream, self.rate / replicas, max_wait=self._max_wait
+                self.upstream, self.quota / replicas, max_wait=self._max_wait
             )

@@ -57,8 +57,16 @@ def to_epoch_ms(moment: datetime, *, round_up: bool = False) -> int:
 
 
 def whole_second(moment: datetime, *, round_up: bool = False) -> datetime | None:
-    """The second ``moment`` falls in, or with ``round_up`` the first whole second not
-    before it; None when that is past the last one a datetime holds."""
+    """The UTC second ``moment`` falls in, or with ``round_up`` the first whole second
+    not before it; None when that is past the last one a datetime holds. In UTC, not in
+    the moment's own zone: wall-clock arithmetic across a DST change is an hour off."""
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        # Beyond what a UTC datetime holds (year 1 or 9999 in another zone): clamped.
+        if moment.year == 1:
+            return datetime.min.replace(tzinfo=UTC)
+        return None if round_up else datetime.max.replace(microsecond=0, tzinfo=UTC)
     floor = moment.replace(microsecond=0)
     if not round_up or floor == moment:
         return floor

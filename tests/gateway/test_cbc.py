@@ -175,9 +175,9 @@ async def test_a_200_with_an_error_code_is_that_failure_even_with_data(
     assert caught.value.upstream_code == code and caught.value.status == status
 
 
-@pytest.mark.parametrize("code", [None, "", "CBC.0000"])
+@pytest.mark.parametrize("code", [None, "", 0, "0", "CBC.0000"])
 async def test_an_empty_or_success_error_code_is_an_answer(
-    make_upstreams: Callable[..., Upstreams], code: str | None
+    make_upstreams: Callable[..., Upstreams], code: str | int | None
 ) -> None:
     body = {**load_fixture("cbc_example_response.json"), "error_code": code, "error_msg": "ok"}
     cbc = make_upstreams(Recorder(lambda _: httpx.Response(200, json=body))).cbc

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 import redis.asyncio as redis
 
+from gateway.errors import UpstreamError
+from gateway.fair_queue import FairQueue
 from gateway.shared_rate_limit import RedisRateLimiter
 from tests.support.redis_server import RedisServer
 
@@ -49,3 +52,40 @@ async def test_while_redis_is_down_each_replica_keeps_to_its_share_of_the_quota(
     # Half the quota: a burst of five, then one slot every 200 ms, not 100.
     assert sorted(waits)[:5] == [0.0] * 5
     assert sorted(waits)[5:] == pytest.approx([0.2, 0.4], abs=0.03)
+
+
+async def test_a_queue_in_front_expects_the_share_while_redis_is_down(
+    redis_server: RedisServer,
+) -> None:
+    """Waits are estimated at the pace calls go: a call that would wait past max_wait at
+    the share is refused at once, not queued until it times out."""
+    clients = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
+    first, second = (RedisRateLimiter("oma", 10, client=c, max_wait=9) for c in clients)
+    queue = FairQueue("oma", first, max_wait=1)
+    try:
+        await first.acquire()
+        await second.acquire()
+        await first.acquire()
+        redis_server.stop()
+        await first.acquire()  # finds Redis down
+        assert first.rate == 5.0
+
+        async def call() -> tuple[str, float | None]:
+            try:
+                await queue.acquire("tenant")
+            except UpstreamError as exc:
+                return "throttled", exc.retry_after
+            return "served", None
+
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(call() for _ in range(15)))
+        elapsed = time.monotonic() - started
+    finally:
+        for client in clients:
+            await client.aclose()
+    refused = [retry_after for outcome, retry_after in outcomes if outcome == "throttled"]
+    # About 1 s of slots at 5 a second (the burst left, then one every 200 ms) is served;
+    # the rest are refused at once, each told when to come back.
+    assert 4 <= len(refused) <= 11
+    assert all(retry_after is not None and retry_after > 0 for retry_after in refused)
+    assert elapsed < 1.3

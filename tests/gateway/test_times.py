@@ -1,3 +1,4 @@
+import zoneinfo
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -92,7 +93,11 @@ def test_epoch_ms_round_trips(ms: int) -> None:
     assert parse_client_time(format_iso(from_epoch_ms(ms))) == from_epoch_ms(ms)
 
 
-@given(st.datetimes(timezones=st.just(UTC)))
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
+    )
+)
 def test_rounding_to_milliseconds_and_seconds_brackets_the_instant(moment: datetime) -> None:
     down, up = to_epoch_ms(moment), to_epoch_ms(moment, round_up=True)
     assert from_epoch_ms(down) <= moment
@@ -100,11 +105,13 @@ def test_rounding_to_milliseconds_and_seconds_brackets_the_instant(moment: datet
     if up <= 253_402_300_799_999:  # the last millisecond a datetime holds
         assert moment <= from_epoch_ms(up)
     second = whole_second(moment)
-    assert second is not None and second <= moment < second + timedelta(seconds=1)
+    assert second is not None and second.tzinfo is UTC
+    assert second <= moment < second + timedelta(seconds=1)
     later = whole_second(moment, round_up=True)
     if later is None:
         assert moment > datetime.max.replace(microsecond=0, tzinfo=UTC)
     else:
+        assert later.tzinfo is UTC
         assert later >= moment and later.microsecond == 0
         assert later - moment < timedelta(seconds=1)
 
@@ -172,3 +179,16 @@ def test_iso_output_is_isoformat_in_utc_to_the_millisecond(moment: datetime) -> 
     text = moment.astimezone(UTC).isoformat()
     expected = (text[:23] if moment.microsecond >= 1000 else text[:19]) + "Z"
     assert format_iso(moment) == expected
+
+
+def test_a_whole_second_is_found_in_utc_across_a_dst_change() -> None:
+    # 01:59:59.5 EDT, just before New York's clocks went back: 05:59:59.5 UTC.
+    eastern = datetime(2023, 11, 5, 5, 59, 59, 500_000, tzinfo=UTC).astimezone(
+        zoneinfo.ZoneInfo("America/New_York")
+    )
+    assert whole_second(eastern, round_up=True) == datetime(2023, 11, 5, 6, 0, 0, tzinfo=UTC)
+    assert whole_second(eastern) == datetime(2023, 11, 5, 5, 59, 59, tzinfo=UTC)
+    # Past the last UTC second from another zone: nothing after it, everything before it.
+    late = datetime(9999, 12, 31, 23, 59, 59, 500_000, tzinfo=timezone(-timedelta(hours=1)))
+    assert whole_second(late, round_up=True) is None
+    assert whole_second(late) == datetime.max.replace(microsecond=0, tzinfo=UTC)
