@@ -165,6 +165,8 @@ class Lookahead:
                 arguments = field_arguments(field_def, node, self._variables, self._schema)
                 children = link.prefetch(self._context, sources, arguments)
             elif (attribute := plain_attribute(field_def)) is not None:
+                if not self._selects_objects(child_type, details):
+                    return None  # leaves only below: nothing to load, no objects to gather
                 children = _attribute_values(sources, attribute.python_name)
             else:
                 return None
@@ -174,6 +176,15 @@ class Lookahead:
         if isinstance(children, Sequence):
             return self.prime(child_type, details, children) if children else None
         return self._after(children, child_type, details)
+
+    def _selects_objects(self, object_type: GraphQLObjectType, details: FieldDetailsList) -> bool:
+        """Whether the selection on ``object_type`` has a field of an object type."""
+        grouped_field_set, _, _ = self._collect_subfields(object_type, details)
+        for field_details in grouped_field_set.values():
+            field_def = object_type.fields.get(field_details[0].node.name.value)
+            if field_def is not None and _object_type(field_def.type) is not None:
+                return True
+        return False
 
     async def _after(
         self,
