@@ -45,8 +45,9 @@ from graphql.execution.values import get_directive_values
 from strawberry.extensions import SchemaExtension
 
 from gateway.cbc import MAX_PAGE_SIZE as CBC_PAGE_SIZE
-from gateway.cbc import MAX_RESOURCE_IDS, QUERYABLE_STATUSES
+from gateway.cbc import MAX_RESOURCE_IDS, QUERYABLE_STATUSES, RESOURCES_QUERY, ResourceQuery
 from gateway.oma import MAX_PAGE_SIZE as OMA_PAGE_SIZE
+from gateway.oma import QUERY_RESOURCE, SubscriptionQuery
 from schema.context import GatewayContext
 from schema.enums import RESOURCE_STATUS_CODES, ResourceStatus
 
@@ -190,6 +191,8 @@ class CostEstimate:
     ) -> tuple[int, int]:
         """(calls for this field across ``parents`` objects, objects its children see)."""
         if root and name in ("subscriptions", "resources"):
+            if _holds_nothing(name, arguments):
+                return 0, 0  # answered empty without a call (Endpoint.known_answer)
             first = arguments.get("first")
             first = DEFAULT_FIRST if first is None else max(first, 0)
             page = OMA_PAGE_SIZE if name == "subscriptions" else CBC_PAGE_SIZE
@@ -206,6 +209,23 @@ class CostEstimate:
         if name == "attachedResources":
             return math.ceil(parents / MAX_RESOURCE_IDS), parents * ATTACHED_PER_RESOURCE
         return 0, parents
+
+
+def _holds_nothing(name: str, arguments: Mapping[str, Any]) -> bool:
+    """Whether a root list's time window holds no instant its upstream stores: the
+    upstream module answers it empty without a call, so it costs nothing."""
+    if name == "subscriptions":
+        window = arguments.get("window")
+        if not isinstance(window, Mapping):
+            return False
+        query = SubscriptionQuery(limit=1, start=window.get("from"), end=window.get("to"))
+        return QUERY_RESOURCE.known_answer(query) is not None
+    resource_filter = arguments.get("filter")
+    window = resource_filter.get("expiring") if isinstance(resource_filter, Mapping) else None
+    if not isinstance(window, Mapping):
+        return False
+    expiring = ResourceQuery(expire_from=window.get("from"), expire_to=window.get("to"))
+    return RESOURCES_QUERY.known_answer(expiring) is not None
 
 
 def _check_statuses(field: FieldNode, arguments: Mapping[str, Any]) -> None:

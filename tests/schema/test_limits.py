@@ -14,7 +14,8 @@ from tests.conftest import GatewayFactory
 from tests.support.helpers import TOKEN, GraphQLClient, batching_settings
 
 # 1000 subscriptions, with their resources: about 1011 calls against the default 200.
-COSTLY = "subscriptions(first: $n) { nodes { id resources { resourceId } } }"
+COSTLY_BODY = "totalCount nodes { id resources { resourceId } }"
+COSTLY = "subscriptions(first: $n) { " + COSTLY_BODY + " }"
 
 
 @pytest.mark.parametrize(
@@ -165,3 +166,37 @@ async def test_what_skip_and_include_leave_out_costs_nothing_and_is_not_checked(
     body = await graphql.post(query, variables)
     assert "errors" not in body, body
     assert simulator.counts().get("cbc.resources_query", 0) == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        (
+            "query($w: TimeWindow) { subscriptions(first: 1000, window: $w) { "
+            + COSTLY_BODY
+            + " } }",
+            {"w": {"to": "1969-12-31T00:00:00Z"}},
+        ),
+        (
+            "query($w: TimeWindow) { subscriptions(first: 1000, window: $w) { "
+            + COSTLY_BODY
+            + " } }",
+            {"w": {"from": "2024-01-01T00:00:00.0001Z", "to": "2024-01-01T00:00:00.0002Z"}},
+        ),
+        (
+            "query($w: TimeWindow) { resources(first: 1000, filter: {expiring: $w}) "
+            "{ totalCount nodes { attachedResources { id } } } }",
+            {"w": {"from": "2024-01-01T00:00:00.2Z", "to": "2024-01-01T00:00:00.8Z"}},
+        ),
+    ],
+)
+async def test_a_window_that_holds_nothing_costs_nothing(
+    graphql: GraphQLClient, simulator: Simulator, query: str, variables: dict[str, Any]
+) -> None:
+    """Answered empty without a call, so never refused as costly."""
+    simulator.reset()
+    body = await graphql.post(query, variables)
+    assert "errors" not in body, body
+    (connection,) = body["data"].values()
+    assert connection["totalCount"] == 0
+    assert simulator.counts() == {}
