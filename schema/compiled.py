@@ -95,10 +95,13 @@ _factories: OrderedDict[Shape, Factory] = OrderedDict()
 def _attribute_lines(index: int, shape: tuple[Any, ...]) -> list[str]:
     _, attribute, non_null, has_passthrough, has_names, is_int, has_direct = shape
     v = f"v{index}"
-    lines = [f"{v} = s.{attribute}", f"if {v} is None:"]
-    lines.append("    return None" if non_null else "    pass")
+    lines = [f"{v} = s.{attribute}"]
+    # The usual case first: a value already of its output type is one test, not two.
     if has_passthrough:
-        lines += [f"elif type({v}) is P{index}:", "    pass"]
+        lines += [f"if type({v}) is P{index}:", "    pass", f"elif {v} is None:"]
+    else:
+        lines.append(f"if {v} is None:")
+    lines.append("    return None" if non_null else "    pass")
     if has_names:
         lines += [f"elif (t := N{index}.get(id({v}))) is not None:", f"    {v} = t"]
     if is_int:
