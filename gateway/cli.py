@@ -230,10 +230,22 @@ def cmd_export_schema(_: argparse.Namespace) -> int:
 
 
 def cmd_check_config(_: argparse.Namespace) -> int:
+    from schema.build import build_schema
+
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         print(exc, file=sys.stderr)
+        return 2
+    try:
+        # What start-up builds from the settings: an extension they turn on must be installed.
+        build_schema(
+            settings.limits,
+            production=settings.is_production,
+            tracing=settings.server.otel_enabled,
+        )
+    except RuntimeError as exc:
+        print(f"configuration cannot start the gateway: {exc}", file=sys.stderr)
         return 2
     print(f"configuration is valid (profile {settings.profile})")
     print(f"  OMA upstream: {settings.oma.base_url}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import gc
 import json
 import os
@@ -12,6 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -44,6 +46,25 @@ def test_check_config_lists_every_problem(
     assert main(["check-config"]) == 2
     err = capsys.readouterr().err
     assert "GATEWAY_PORT" in err and "GATEWAY_CBC_RATE_LIMIT" in err
+
+
+def test_check_config_refuses_tracing_without_opentelemetry(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GATEWAY_OTEL_ENABLED without the otel extra is refused here, not at the first start."""
+    real_import = __import__
+
+    def without_tracing(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "strawberry.extensions.tracing":
+            raise ImportError("No module named 'opentelemetry'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setenv("GATEWAY_OTEL_ENABLED", "true")
+    monkeypatch.setattr(builtins, "__import__", without_tracing)
+    assert main(["check-config"]) == 2
+    assert "pip install 'oma-cbc-gateway[otel]'" in capsys.readouterr().err
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    assert main(["check-config"]) == 0  # with OpenTelemetry installed, as here
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
