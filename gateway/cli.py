@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -84,6 +84,24 @@ def _settings(args: argparse.Namespace) -> Settings:
         server = dataclasses.replace(server, **overrides)
         settings = settings.replace(server=server)
     return settings
+
+
+def _whole_number(minimum: int, maximum: int = 2**31 - 1) -> Callable[[str], int]:
+    """An argparse type: the bounds GATEWAY_* values are held to (gateway.config)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not minimum <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"{value} is not in {minimum}..{maximum}")
+        return value
+
+    return parse
+
+
+PORT = _whole_number(0, 65535)
 
 
 def _uvicorn_config(app: object, server: ServerSettings) -> uvicorn.Config:
@@ -264,14 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="run the production server (uvicorn)")
     serve.add_argument("--host", help="listen address (GATEWAY_HOST)")
-    serve.add_argument("--port", type=int, help="listen port (GATEWAY_PORT)")
-    serve.add_argument("--workers", type=int, help="worker processes (GATEWAY_WORKERS)")
+    serve.add_argument("--port", type=PORT, help="listen port (GATEWAY_PORT)")
+    serve.add_argument(
+        "--workers", type=_whole_number(1), help="worker processes (GATEWAY_WORKERS)"
+    )
     serve.set_defaults(handler=cmd_serve)
 
     demo = commands.add_parser("demo", help="run the simulator and the gateway wired together")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument("--simulator-port", type=int, default=8081)
+    demo.add_argument("--port", type=PORT, default=8000)
+    demo.add_argument("--simulator-port", type=PORT, default=8081)
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--subscriptions", type=int, default=300)
     demo.set_defaults(handler=cmd_demo)

@@ -67,6 +67,24 @@ def test_check_config_refuses_tracing_without_opentelemetry(
     assert main(["check-config"]) == 0  # with OpenTelemetry installed, as here
 
 
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["serve", "--port", "99999"],
+        ["serve", "--port", "http"],
+        ["serve", "--workers", "0"],
+        ["demo", "--simulator-port", "-1"],
+    ],
+)
+def test_out_of_range_flags_are_refused_before_anything_starts(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(arguments)
+    assert exited.value.code == 2  # argparse's usage error, with the reason
+    assert "argument --" in capsys.readouterr().err
+
+
 def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
