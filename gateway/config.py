@@ -287,7 +287,8 @@ class _EnvReader:
         if parts.scheme.startswith("redis") and database and not database.isdigit():
             self.problems.append(f"{name}={raw!r} must name its Redis database by number")
             return default
-        return raw.rstrip("/")
+        # A trailing slash after the path ("/0/"), not the scheme's own ("memory://").
+        return raw if raw.endswith("://") else raw.rstrip("/")
 
     def upstream(self, name: str) -> UpstreamSettings:
         defaults = UpstreamSettings(name=name, base_url="http://127.0.0.1:8081")

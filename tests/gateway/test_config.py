@@ -96,3 +96,15 @@ def test_values_that_could_not_work_are_refused_by_name(name: str, value: str) -
         Settings.from_env({name: value})
     (problem,) = caught.value.problems
     assert problem.startswith(name)
+
+
+@pytest.mark.parametrize(
+    ("url", "kept"),
+    [
+        ("memory://", "memory://"),
+        ("redis://cache:6379/0/", "redis://cache:6379/0"),
+        ("redis://cache:6379/", "redis://cache:6379"),
+    ],
+)
+def test_a_cache_url_loses_a_trailing_slash_but_not_its_schemes(url: str, kept: str) -> None:
+    assert Settings.from_env({"GATEWAY_CACHE_URL": url}).cache.url == kept
