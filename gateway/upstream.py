@@ -83,6 +83,9 @@ class UpstreamClient(Generic[Qx, P]):
         self._calls = LabelledChildren(UPSTREAM_CALLS)
         self._cache = cache
         self.guard = guard
+        # The usual try's timeouts, made once (httpx.Timeout checks its arguments each time).
+        self._timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
+        self._longest_timeout = max(settings.read_timeout, settings.connect_timeout)
 
     def serves_cached(self, caller: Caller) -> bool:
         """Whether ``cached`` can find anything for this caller: not with caching off,
@@ -151,10 +154,13 @@ class UpstreamClient(Generic[Qx, P]):
         """One HTTP try. Every failure leaves here as an ``UpstreamError``."""
         endpoint = self.endpoint
         name = endpoint.upstream
-        timeout = httpx.Timeout(
-            min(self.settings.read_timeout, remaining),
-            connect=min(self.settings.connect_timeout, remaining),
-        )
+        timeout = self._timeout
+        if remaining < self._longest_timeout:
+            # Near the request's deadline: this try may not outlast it.
+            timeout = httpx.Timeout(
+                min(self.settings.read_timeout, remaining),
+                connect=min(self.settings.connect_timeout, remaining),
+            )
         caller.stats.upstream_calls += 1
         started = time.perf_counter()
         outcome = "error"

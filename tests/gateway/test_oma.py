@@ -340,3 +340,19 @@ async def test_a_page_with_items_that_are_not_objects_keeps_the_records(
     oma = make_upstreams(Recorder(lambda _: httpx.Response(200, json=body))).oma
     page = await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
     assert [record.id for record in page.records] == ["1638814724192780290"]
+
+
+@pytest.mark.parametrize(
+    ("deadline", "read", "connect"),
+    [(10.0, 5.0, 2.0), (3.0, 3.0, 2.0), (1.5, 1.5, 1.5)],
+)
+async def test_a_try_never_outlasts_the_calls_deadline(
+    make_upstreams: Callable[..., Upstreams], deadline: float, read: float, connect: float
+) -> None:
+    """Each try gets the configured timeouts, cut to what is left of the deadline."""
+    recorder = Recorder(example_oma_response)
+    oma = make_upstreams(recorder, read_timeout=5.0, connect_timeout=2.0, deadline=deadline).oma
+    await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
+    timeout = recorder.requests[0].extensions["timeout"]
+    assert timeout["read"] == pytest.approx(read, abs=0.05)
+    assert timeout["connect"] == pytest.approx(connect, abs=0.05)
