@@ -30,6 +30,7 @@ from gateway.fields import (
     TEXT,
     RecordFields,
     json_objects,
+    new_record,
     read_int,
     read_text,
     time_kind,
@@ -38,8 +39,6 @@ from gateway.paging import cached_all, chunks, fetch_all, fetch_range, joined
 from gateway.times import format_cbc_time, parse_cbc_time, whole_second
 from gateway.upstream import UpstreamClient, classify_http_failure
 
-# A record from its values as NamedTuple._make builds it, without a Python frame per record.
-_new_tuple = tuple.__new__
 UPSTREAM = "cbc"
 PATH = "/v2/orders/suscriptions/resources/query"
 MAX_PAGE_SIZE = 500
@@ -129,7 +128,7 @@ def parse_resource(record: Mapping[str, Any]) -> ResourceRecord:
     # An empty parent id means "none", not a resource named "".
     values[_PARENT] = values[_PARENT] or None
     values[_IS_MAIN] = values[_IS_MAIN] == 1
-    return _new_tuple(ResourceRecord, values)
+    return new_record(ResourceRecord, values)
 
 
 def sendable(text: str) -> bool:

@@ -27,6 +27,7 @@ from gateway.fields import (
     TEXT,
     RecordFields,
     json_objects,
+    new_record,
     read_int,
     read_text,
     time_kind,
@@ -35,8 +36,6 @@ from gateway.paging import fetch_all, fetch_range, joined
 from gateway.times import from_epoch_ms, from_epoch_ms_digits, parse_epoch_ms, to_epoch_ms
 from gateway.upstream import UpstreamClient, classify_http_failure
 
-# A record from its values as NamedTuple._make builds it, without a Python frame per record.
-_new_tuple = tuple.__new__
 UPSTREAM = "oma"
 PATH = "/rest/oma/softwareconsole/tenant/queryresource"
 MAX_PAGE_SIZE = 99
@@ -144,7 +143,7 @@ def parse_subscription(record: Mapping[str, Any]) -> SubscriptionRecord:
         raise ValueError("a subscription record without id or orderId")
     trial_flag = values[_TRIAL]
     values[_TRIAL] = None if trial_flag is None else trial_flag != 0
-    return _new_tuple(SubscriptionRecord, values)
+    return new_record(SubscriptionRecord, values)
 
 
 def _window_ms(query: SubscriptionQuery) -> tuple[int | None, int | None]:

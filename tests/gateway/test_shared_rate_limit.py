@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as redis
@@ -33,9 +34,11 @@ async def test_the_shared_limit_allows_the_same_burst_as_the_in_process_one(
     assert sorted(waits)[10:] == pytest.approx([0.1, 0.2], abs=0.02)
 
 
-async def test_while_redis_is_down_each_replica_keeps_to_its_share_of_the_quota(
+@pytest.fixture
+async def two_replicas(
     redis_server: RedisServer,
-) -> None:
+) -> AsyncIterator[tuple[RedisRateLimiter, RedisRateLimiter]]:
+    """Two replicas' limiters of OMA's quota (10/s), both seen alive by Redis."""
     clients = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
     first, second = (RedisRateLimiter("oma", 10, client=c, max_wait=9) for c in clients)
     try:
@@ -44,45 +47,44 @@ async def test_while_redis_is_down_each_replica_keeps_to_its_share_of_the_quota(
         await second.acquire()
         await first.acquire()
         assert (first.replicas, second.replicas) == (2, 2)
-        redis_server.stop()
-        waits = await asyncio.gather(*(first.acquire() for _ in range(7)))
+        yield first, second
     finally:
         for client in clients:
             await client.aclose()
+
+
+async def test_while_redis_is_down_each_replica_keeps_to_its_share_of_the_quota(
+    redis_server: RedisServer, two_replicas: tuple[RedisRateLimiter, RedisRateLimiter]
+) -> None:
+    first, _ = two_replicas
+    redis_server.stop()
+    waits = await asyncio.gather(*(first.acquire() for _ in range(7)))
     # Half the quota: a burst of five, then one slot every 200 ms, not 100.
     assert sorted(waits)[:5] == [0.0] * 5
     assert sorted(waits)[5:] == pytest.approx([0.2, 0.4], abs=0.03)
 
 
 async def test_a_queue_in_front_expects_the_share_while_redis_is_down(
-    redis_server: RedisServer,
+    redis_server: RedisServer, two_replicas: tuple[RedisRateLimiter, RedisRateLimiter]
 ) -> None:
     """Waits are estimated at the pace calls go: a call that would wait past max_wait at
     the share is refused at once, not queued until it times out."""
-    clients = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
-    first, second = (RedisRateLimiter("oma", 10, client=c, max_wait=9) for c in clients)
+    first, _ = two_replicas
     queue = FairQueue("oma", first, max_wait=1)
-    try:
-        await first.acquire()
-        await second.acquire()
-        await first.acquire()
-        redis_server.stop()
-        await first.acquire()  # finds Redis down
-        assert first.rate == 5.0
+    redis_server.stop()
+    await first.acquire()  # finds Redis down
+    assert first.rate == 5.0
 
-        async def call() -> tuple[str, float | None]:
-            try:
-                await queue.acquire("tenant")
-            except UpstreamError as exc:
-                return "throttled", exc.retry_after
-            return "served", None
+    async def call() -> tuple[str, float | None]:
+        try:
+            await queue.acquire("tenant")
+        except UpstreamError as exc:
+            return "throttled", exc.retry_after
+        return "served", None
 
-        started = time.monotonic()
-        outcomes = await asyncio.gather(*(call() for _ in range(15)))
-        elapsed = time.monotonic() - started
-    finally:
-        for client in clients:
-            await client.aclose()
+    started = time.monotonic()
+    outcomes = await asyncio.gather(*(call() for _ in range(15)))
+    elapsed = time.monotonic() - started
     refused = [retry_after for outcome, retry_after in outcomes if outcome == "throttled"]
     # About 1 s of slots at 5 a second (the burst left, then one every 200 ms) is served;
     # the rest are refused at once, each told when to come back.
