@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -119,6 +120,34 @@ def format_iso(moment: datetime) -> str:
     if moment.microsecond < 1000:
         return orjson.dumps(moment, option=_TO_SECONDS)[1:-1].decode()
     return orjson.dumps(moment, option=orjson.OPT_UTC_Z)[1:24].decode() + "Z"
+
+
+def format_iso_many(moments: Sequence[datetime | None]) -> list[str | None]:
+    """``format_iso`` of each (None stays None), for a column of a large answer.
+
+    One ``orjson.dumps`` of the whole column and one split: about half the cost of
+    ``format_iso`` a value, its frame and its three calls. Whole UTC seconds and whole
+    milliseconds (all that either upstream holds) take that way; when the text shows
+    anything else, an offset or a sub-millisecond digit, every value goes through
+    ``format_iso``."""
+    if not moments:
+        return []
+    try:
+        text = orjson.dumps(moments, option=orjson.OPT_UTC_Z).decode()
+    except orjson.JSONEncodeError:  # a time zone orjson cannot write: format_iso decides
+        text = ""
+    if "null" in text:
+        present = iter(format_iso_many([moment for moment in moments if moment is not None]))
+        return [None if moment is None else next(present) for moment in moments]
+    count = len(moments)
+    # Each value is '"...Z"', so one Z each means each was at UTC (no other offset, no
+    # naive time); orjson writes six fraction digits, a whole millisecond's three ends
+    # "000Z", and after that every value is 20 or 24 characters, 4 more with a fraction.
+    if text.count("Z") == count:
+        text = text.replace("000Z", "Z")
+        if len(text) == 23 * count + 1 + 4 * text.count("."):
+            return list(text[2:-2].split('","'))
+    return [format_iso(moment) for moment in moments]  # type: ignore[arg-type]
 
 
 def parse_client_time(value: object) -> datetime:

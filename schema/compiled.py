@@ -26,11 +26,13 @@ import keyword
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 from graphql import Undefined
 
 Completion = Callable[[Any], "dict[str, Any] | None"]
+ListCompletion = Callable[[Sequence[Any]], "list[dict[str, Any]] | None"]
+ColumnFormat = Callable[[list[Any]], Sequence[Any]]
 
 # A plan compiles once it has completed this many objects in a request: a shape is
 # usually sent again, and its factory serves every later request.
@@ -85,20 +87,23 @@ def convert(value: Any, coerce: Callable[[Any], Any], plain: frozenset[type]) ->
     return coerced
 
 
-# What a step needs, by kind: ("const",), ("link",), or
-# ("attr", attribute, non_null, has passthrough, has enum names, is Int, has direct).
+# What a step needs, by kind: ("const",), ("link",), or ("attr", attribute, non_null,
+# has passthrough, has enum names, is Int, has direct, left for its column's format).
 Shape = tuple[tuple[Any, ...], ...]
 Factory = Callable[..., Completion]
 _factories: OrderedDict[Shape, Factory] = OrderedDict()
 
 
 def _attribute_lines(index: int, shape: tuple[Any, ...]) -> list[str]:
-    _, attribute, non_null, has_passthrough, has_names, is_int, has_direct = shape
+    _, attribute, non_null, has_passthrough, has_names, is_int, has_direct, deferred = shape
     v = f"v{index}"
     lines = [f"{v} = s.{attribute}"]
     # The usual case first: a value already of its output type is one test, not two.
     if has_passthrough:
         lines += [f"if type({v}) is P{index}:", "    pass", f"elif {v} is None:"]
+    elif deferred:
+        # Left as it is: the list's completion formats the whole column at once.
+        lines += [f"if type({v}) is T{index}:", "    pass", f"elif {v} is None:"]
     else:
         lines.append(f"if {v} is None:")
     lines.append("    return None" if non_null else "    pass")
@@ -107,7 +112,7 @@ def _attribute_lines(index: int, shape: tuple[Any, ...]) -> list[str]:
     if is_int:
         # Int's own coercion keeps a 32-bit int as it is.
         lines += [f"elif type({v}) is int and -2147483648 <= {v} <= 2147483647:", "    pass"]
-    if has_direct:
+    if has_direct and not deferred:
         # A value of the exact type the coercion's own work is one call for.
         lines += [f"elif type({v}) is T{index}:", f"    {v} = D{index}({v})"]
     lines += [
@@ -173,21 +178,16 @@ def _cached_factory(shape: Shape) -> Factory | None:
     return factory
 
 
-def compile_steps(
+def _shape(
     steps: Sequence[tuple[Any, ...]],
-    *,
     is_link: Callable[[Any], bool],
     is_int: Callable[[Callable[[Any], Any]], bool],
-    plain: frozenset[type],
-    fallback: Any,
     direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
-) -> Completion | None:
-    """The completion for a plan's steps (``schema.execution.LeafStep``), or None when an
-    attribute name cannot be written as source or a new shape is over budget.
-
-    ``direct`` maps a coercion to a type and a function that gives what the coercion
-    gives for values of exactly that type, and never None (``DateTime``'s serializer:
-    ``format_iso`` for a ``datetime``)."""
+    columns: Mapping[Callable[[Any], Any], ColumnFormat],
+) -> tuple[Shape, list[Any]] | None:
+    """A plan's shape and the generated function's arguments, or None when an attribute
+    name cannot be written as source. A step whose coercion is in ``columns`` (and in
+    ``direct``) leaves a value of the direct type as it is, for its column's format."""
     shape: list[tuple[Any, ...]] = []
     arguments: list[Any] = []
     for name, attribute, non_null, passthrough, names, coerce in steps:
@@ -211,13 +211,83 @@ def compile_steps(
                 names is not None,
                 is_int(coerce),
                 exact is not None,
+                exact is not None and coerce in columns,
             )
         )
         arguments += [passthrough, names, coerce, exact, function]
-    factory = _cached_factory(tuple(shape))
+    return tuple(shape), arguments
+
+
+def compile_steps(
+    steps: Sequence[tuple[Any, ...]],
+    *,
+    is_link: Callable[[Any], bool],
+    is_int: Callable[[Callable[[Any], Any]], bool],
+    plain: frozenset[type],
+    fallback: Any,
+    direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
+) -> Completion | None:
+    """The completion for a plan's steps (``schema.execution.LeafStep``), or None when an
+    attribute name cannot be written as source or a new shape is over budget.
+
+    ``direct`` maps a coercion to a type and a function that gives what the coercion
+    gives for values of exactly that type, and never None (``DateTime``'s serializer:
+    ``format_iso`` for a ``datetime``)."""
+    shaped = _shape(steps, is_link, is_int, direct, {})
+    if shaped is None:
+        return None
+    factory = _cached_factory(shaped[0])
     if factory is None:
         return None
-    return factory(*arguments, convert, plain, FAIL, fallback)
+    return factory(*shaped[1], convert, plain, FAIL, fallback)
 
 
-__all__ = ["COMPILE_AFTER", "CompileBudget", "budget", "compile_steps"]
+def compile_list(
+    steps: Sequence[tuple[Any, ...]],
+    *,
+    is_link: Callable[[Any], bool],
+    is_int: Callable[[Callable[[Any], Any]], bool],
+    plain: frozenset[type],
+    fallback: Any,
+    direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
+    columns: Mapping[Callable[[Any], Any], ColumnFormat],
+) -> ListCompletion | None:
+    """The completion of a list of objects (none of them None) whose fields of a
+    ``columns`` coercion are formatted a column at a time, after the objects; None when
+    no step has such a coercion, or as ``compile_steps``. ``columns`` maps a coercion to
+    a function that gives, for a list of values of its direct type or None, what the
+    direct function gives for each (``format_iso_many``)."""
+    shaped = _shape(steps, is_link, is_int, direct, columns)
+    if shaped is None:
+        return None
+    shape, arguments = shaped
+    formats = [
+        (step[0], columns[step[5]])
+        for step, kind in zip(steps, shape, strict=True)
+        if kind[0] == "attr" and kind[7]
+    ]
+    if not formats:
+        return None
+    factory = _cached_factory(shape)
+    if factory is None:
+        return None
+    complete = factory(*arguments, convert, plain, FAIL, fallback)
+
+    def complete_list(items: Sequence[Any]) -> list[dict[str, Any]] | None:
+        completed = list(map(complete, items))
+        if None in completed:
+            return None
+        rows = cast("list[dict[str, Any]]", completed)
+        try:
+            for key, format_column in formats:
+                for row, text in zip(rows, format_column([row[key] for row in rows]), strict=True):
+                    row[key] = text
+        except Exception:
+            # What the column's function refuses, graphql-core reports value by value.
+            return None
+        return rows
+
+    return complete_list
+
+
+__all__ = ["COMPILE_AFTER", "CompileBudget", "budget", "compile_list", "compile_steps"]

@@ -24,7 +24,7 @@ attribute has no side effects, so computing it twice is harmless.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from enum import Enum
 from typing import Any, cast
@@ -47,8 +47,15 @@ from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gateway.times import format_iso
-from schema.compiled import COMPILE_AFTER, Completion, compile_steps
+from gateway.times import format_iso, format_iso_many
+from schema.compiled import (
+    COMPILE_AFTER,
+    ColumnFormat,
+    Completion,
+    ListCompletion,
+    compile_list,
+    compile_steps,
+)
 from schema.links import NOT_READY, Link
 from schema.prefetch import Lookahead, field_arguments, field_link, plain_attribute
 from schema.scalars import serialize_datetime
@@ -129,7 +136,7 @@ class LeafPlan:
     steps, and the rest (``others``: fields with resolvers or selections, or None
     when there are none) by graphql-core."""
 
-    __slots__ = ("_uses", "complete", "order", "others", "others_last", "steps")
+    __slots__ = ("_by_column", "_uses", "complete", "order", "others", "others_last", "steps")
 
     def __init__(
         self, steps: list[LeafStep], others: GroupedFieldSet | None, order: list[str]
@@ -140,6 +147,9 @@ class LeafPlan:
         # The object's result, or None where graphql-core must decide: by the steps at
         # first, by generated code (``schema.compiled``) once the plan has done many.
         self.complete: Completion = self._counted
+        # Once compiled, where a field has a column format (DateTime): a list's objects
+        # by generated code that formats such a field a column at a time.
+        self._by_column: ListCompletion | None = None
         self._uses = 0
         plain = {step[0] for step in steps}
         # Usually the leaves come first in a selection, and a plain update keeps the order.
@@ -174,6 +184,25 @@ class LeafPlan:
                     direct=_DIRECT,
                 )
                 self.complete = compiled if compiled is not None else self.by_steps
+                if compiled is not None:
+                    listed = compile_list(
+                        self.steps,
+                        is_link=_is_link_step,
+                        is_int=_is_int_coercion,
+                        plain=_PLAIN_TYPES,
+                        fallback=_FALLBACK,
+                        direct=_DIRECT,
+                        columns=_COLUMNS,
+                    )
+                    self._by_column = listed
+
+    def complete_all(self, items: Sequence[Any]) -> list[dict[str, Any]] | None:
+        """The results of a list of objects (no None among them), or None where
+        graphql-core must decide."""
+        if self._by_column is not None and len(items) >= _COLUMNS_FROM:
+            return self._by_column(items)
+        completed = list(map(self.complete, items))
+        return None if None in completed else cast("list[dict[str, Any]]", completed)
 
     def _counted(self, source: Any) -> dict[str, Any] | None:
         self.expect(1)
@@ -238,6 +267,12 @@ def _is_int_coercion(coerce: Callable[[Any], Any]) -> bool:
 _DIRECT: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]] = {
     serialize_datetime: (datetime, format_iso),
 }
+
+# Coercions whose direct work has a form for a whole column of a list's objects, and
+# the length from which a column at a time is cheaper than a value at a time (four
+# DateTimes, measured: one orjson call and a split against four ``format_iso``).
+_COLUMNS: Mapping[Callable[[Any], Any], ColumnFormat] = {serialize_datetime: format_iso_many}
+_COLUMNS_FROM = 4
 
 # Types whose values need no check before coercion (the scalar may still refuse them).
 _PLAIN_TYPES = frozenset({int, float, str, bool, datetime})
@@ -546,8 +581,7 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         kinds = set(map(type, items))
         if not kinds & _NOT_OBJECTS and not any(issubclass(kind, Exception) for kind in kinds):
             # Objects only (the usual list): all at once, without a check per item.
-            completed = list(map(complete, items))
-            return None if None in completed else completed
+            return plan.complete_all(items)
         results: list[dict[str, Any] | None] = []
         for item in items:
             if item is None or item is Undefined:

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from gateway.times import (
     format_cbc_time,
     format_iso,
+    format_iso_many,
     from_epoch_ms,
     parse_cbc_time,
     parse_client_time,
@@ -179,6 +180,49 @@ def test_iso_output_is_isoformat_in_utc_to_the_millisecond(moment: datetime) -> 
     text = moment.astimezone(UTC).isoformat()
     expected = (text[:23] if moment.microsecond >= 1000 else text[:19]) + "Z"
     assert format_iso(moment) == expected
+
+
+# Mostly what upstreams hold (whole seconds and milliseconds at UTC), with the values
+# that must go the per-value way: other offsets, naive times, sub-millisecond digits.
+UPSTREAM_TIMES = st.builds(
+    lambda ms, micro: from_epoch_ms(ms) + timedelta(microseconds=micro),
+    st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_000),
+    st.sampled_from([0, 0, 0, 1, 999]),
+)
+ANY_TIMES = st.datetimes(
+    min_value=datetime(1, 1, 2),
+    max_value=datetime(9999, 12, 30),
+    timezones=st.sampled_from(
+        [
+            UTC,
+            timezone(timedelta(hours=8)),
+            timezone(timedelta(0)),
+            zoneinfo.ZoneInfo("Europe/London"),
+        ]
+    ),
+)
+
+
+@given(st.lists(st.one_of(UPSTREAM_TIMES, UPSTREAM_TIMES, ANY_TIMES, st.none()), max_size=12))
+def test_a_column_is_formatted_as_each_of_its_times(moments: list[datetime | None]) -> None:
+    expected = [None if moment is None else format_iso(moment) for moment in moments]
+    assert format_iso_many(moments) == expected
+
+
+def test_a_column_of_whole_milliseconds_takes_one_call_of_orjson(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import gateway.times as times
+
+    calls: list[datetime] = []
+    real = times.format_iso
+    monkeypatch.setattr(times, "format_iso", lambda moment: calls.append(moment) or real(moment))
+    moments = [from_epoch_ms(1679558854000 + step * 37) for step in range(500)]
+    assert format_iso_many(moments)[:2] == ["2023-03-23T08:07:34Z", "2023-03-23T08:07:34.037Z"]
+    assert calls == []
+    odd = [*moments, moments[0] + timedelta(microseconds=1)]
+    assert format_iso_many(odd)[-1] == "2023-03-23T08:07:34Z"
+    assert len(calls) == len(odd)  # one odd value: all of them the per-value way
 
 
 def test_a_whole_second_is_found_in_utc_across_a_dst_change() -> None:

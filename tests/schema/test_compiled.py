@@ -11,9 +11,12 @@ from typing import Any
 
 import pytest
 
-from schema import compiled
+from gateway import times
+from gateway.times import from_epoch_ms
+from schema import compiled, execution
 from schema.compiled import COMPILE_AFTER, CompileBudget, compile_steps
 from schema.execution import LeafPlan
+from schema.scalars import serialize_datetime
 from tests.schema.test_execution import ALL, SHORTCUT, Query, plain_item
 
 PLAIN = frozenset({int, float, str, bool})
@@ -78,6 +81,36 @@ async def test_a_long_list_is_completed_by_generated_code(
     result = await SHORTCUT.execute(f"{{ items {{ {ALL} }} }}", root_value=few)
     assert result.errors is None
     assert counter.calls == 5  # too few to be worth compiling
+
+
+async def test_a_long_lists_datetimes_take_one_call_a_column(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    per_value: list[Any] = []
+    columns: list[int] = []
+    monkeypatch.setattr(execution, "format_iso", lambda value: per_value.append(value))
+    real_many = times.format_iso_many
+
+    def many(values: list[Any]) -> list[str | None]:
+        columns.append(len(values))
+        return real_many(values)
+
+    monkeypatch.setattr(execution, "_COLUMNS", {serialize_datetime: many})
+    items = [plain_item(i) for i in range(COMPILE_AFTER)]
+    for index, item in enumerate(items):
+        item.when = from_epoch_ms(1_700_000_000_000 + index)
+    result = await SHORTCUT.execute(
+        "{ items { id when at: when } }",
+        root_value=Query(items=items, maybe_items=[], first=None),
+    )
+    assert result.errors is None and result.data is not None
+    assert result.data["items"][7] == {
+        "id": "7",
+        "when": "2023-11-14T22:13:20.007Z",
+        "at": "2023-11-14T22:13:20.007Z",
+    }
+    assert columns == [COMPILE_AFTER, COMPILE_AFTER]  # one call for each DateTime column
+    assert per_value == []
 
 
 def test_plans_of_one_shape_share_one_generated_factory() -> None:

@@ -22,6 +22,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 import schema.execution as execution_module
+from gateway.times import from_epoch_ms
 from schema.build import build_schema
 from schema.compiled import COMPILE_AFTER
 from schema.execution import GatewayExecutor
@@ -85,6 +86,10 @@ OPERATIONS = [
     "{ items { label } maybeItems { label } first { label } }",
 ]
 
+# What upstreams hold (whole milliseconds at UTC), which a long list formats a column
+# at a time.
+UPSTREAM_TIME = st.builds(from_epoch_ms, st.integers(-62_135_596_800_000, 253_402_300_799_999))
+
 ITEMS = st.builds(
     Item,
     id=st.one_of(st.text(max_size=4), st.integers(-5, 5), st.none(), st.just(1.5)),
@@ -99,6 +104,7 @@ ITEMS = st.builds(
     when=st.one_of(
         st.none(),
         st.datetimes(timezones=st.sampled_from([UTC, timezone(timedelta(hours=-3, minutes=-30))])),
+        UPSTREAM_TIME,
         st.just("2024-01-01T00:00:00Z"),
     ),
 )
@@ -119,7 +125,8 @@ async def both(operation: str, root: Query) -> tuple[dict[str, Any], dict[str, A
 
 
 # Lists here are short: "compiled" completes every object by generated code
-# (``schema.compiled``), as long lists are; "steps" by the plan's loop.
+# (``schema.compiled``), and DateTimes a column at a time, as long lists are; "steps"
+# by the plan's loop.
 @pytest.mark.parametrize("compile_after", [COMPILE_AFTER, 1], ids=["steps", "compiled"])
 @pytest.mark.parametrize("operation", OPERATIONS)
 @settings(max_examples=60, deadline=None)
@@ -137,12 +144,13 @@ async def test_shortcut_answers_what_graphql_core_answers(
     first: Item | None,
 ) -> None:
     # Set by hand: hypothesis runs many examples under one function-scoped fixture.
-    saved = execution_module.COMPILE_AFTER
+    saved = execution_module.COMPILE_AFTER, execution_module._COLUMNS_FROM
     execution_module.COMPILE_AFTER = compile_after
+    execution_module._COLUMNS_FROM = compile_after
     try:
         stock, shortcut = await both(operation, Query(items=items, maybe_items=maybe, first=first))
     finally:
-        execution_module.COMPILE_AFTER = saved
+        execution_module.COMPILE_AFTER, execution_module._COLUMNS_FROM = saved
     assert shortcut == stock
 
 
@@ -157,6 +165,33 @@ def plain_item(index: int) -> Item:
         kind=Kind.PRIMARY,
         when=datetime(2024, 1, 1, tzinfo=UTC),
     )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    whens=st.lists(
+        st.one_of(UPSTREAM_TIME, UPSTREAM_TIME, UPSTREAM_TIME, ITEMS.map(lambda item: item.when)),
+        min_size=4,
+        max_size=12,
+    )
+)
+async def test_a_long_lists_datetimes_are_what_graphql_core_makes_of_them(
+    whens: list[Any],
+) -> None:
+    # Objects otherwise plain, so the list is completed a column at a time whatever
+    # its DateTimes hold, and any value the column cannot take sends it back.
+    items = [plain_item(index) for index in range(len(whens))]
+    for item, when in zip(items, whens, strict=True):
+        item.when = when
+    saved = execution_module.COMPILE_AFTER
+    execution_module.COMPILE_AFTER = 1
+    try:
+        stock, shortcut = await both(
+            "{ items { id when } }", Query(items=items, maybe_items=[], first=None)
+        )
+    finally:
+        execution_module.COMPILE_AFTER = saved
+    assert shortcut == stock
 
 
 async def test_a_null_in_a_non_null_field_is_reported_as_graphql_core_reports_it() -> None:
