@@ -105,50 +105,72 @@ def time_kind(
     return FieldKind(read, frozenset({type(None)}), quick)
 
 
-_Plan = tuple[tuple[int, Callable[[Any], Any] | None], ...]
-_MAX_PLANS = 64
-
-
 class RecordFields:
     """Reads a record's fields, each by its kind, in one pass.
 
     Each field through its reader costs a call or more per field, 12 µs for a record
-    of OMA's 29 fields. Records of one upstream arrive with the same value types field
-    after field, so the work is planned once per combination of types: which fields
-    are kept as they are, which have a quick conversion, which need their reader.
-    The answer is always what the readers would give (tests check it).
+    of OMA's 29 fields. Most values arrive as a type the kind keeps as it is, or one
+    with a quick conversion, so the fields are read by one function generated for the
+    list, as ``dataclasses`` generates ``__init__``: per field, a test of the value's
+    type, and a call only where a conversion or the reader is needed. The answer is
+    always what the readers would give (tests check it). Field names and conversions
+    are the function's arguments, never its source.
     """
 
     def __init__(self, fields: Sequence[tuple[str, FieldKind]]) -> None:
         self.names = tuple(name for name, _ in fields)
-        self._kinds = tuple(kind for _, kind in fields)
-        # A bounded number: an upstream with ever new combinations is read without plans.
-        self._plans: dict[tuple[type, ...], _Plan] = {}
-
-    def read(self, record: Mapping[str, Any]) -> list[Any]:
+        self.read: Callable[[Mapping[str, Any]], list[Any]] = _reader(fields)
         """The fields' values in the order they were declared."""
-        values = list(map(record.get, self.names))
-        signature = tuple(map(type, values))
-        plan = self._plans.get(signature)
-        if plan is None:
-            plan = self._plan(signature)
-        for index, quick in plan:
-            if quick is not None:
-                try:
-                    values[index] = quick(values[index])
-                    continue
-                except (ValueError, TypeError, OverflowError):
-                    pass
-            name = self.names[index]
-            values[index] = self._kinds[index].read(record, name)
-        return values
 
-    def _plan(self, signature: tuple[type, ...]) -> _Plan:
-        plan = tuple(
-            (index, kind.quick.get(value_type))
-            for index, (kind, value_type) in enumerate(zip(self._kinds, signature, strict=True))
-            if value_type not in kind.kept
-        )
-        if len(self._plans) < _MAX_PLANS:
-            self._plans[signature] = plan
-        return plan
+
+_QUICK_FAILS = (ValueError, TypeError, OverflowError)
+
+
+def _reader(fields: Sequence[tuple[str, FieldKind]]) -> Callable[[Mapping[str, Any]], list[Any]]:
+    """``read(record)`` for fields of these kinds, named by the arguments ``N0``...:
+    each value kept when its type is one of ``kept``, converted by ``quick`` for its
+    type (or by the reader where that raises), else read by the kind's reader."""
+    parameters: list[str] = []
+    arguments: list[Any] = []
+    body = ["    get = record.get"]
+    for index, (name, kind) in enumerate(fields):
+        v = f"v{index}"
+        parameters += [f"N{index}", f"R{index}"]
+        arguments += [name, kind.read]
+        kept = [f"{v} is not None"] if type(None) in kind.kept else []
+        for number, value_type in enumerate(t for t in kind.kept if t is not type(None)):
+            parameters.append(f"K{index}_{number}")
+            arguments.append(value_type)
+            kept.append(f"type({v}) is not K{index}_{number}")
+        body.append(f"    {v} = get(N{index})")
+        body.append(f"    if {' and '.join(kept) or 'True'}:")
+        branch = "if"
+        for number, (value_type, quick) in enumerate(kind.quick.items()):
+            parameters += [f"T{index}_{number}", f"Q{index}_{number}"]
+            arguments += [value_type, quick]
+            body += [
+                f"        {branch} type({v}) is T{index}_{number}:",
+                "            try:",
+                f"                {v} = Q{index}_{number}({v})",
+                "            except QUICK_FAILS:",
+                f"                {v} = R{index}(record, N{index})",
+            ]
+            branch = "elif"
+        if branch == "elif":
+            body += ["        else:", f"            {v} = R{index}(record, N{index})"]
+        else:
+            body.append(f"        {v} = R{index}(record, N{index})")
+    values = ", ".join(f"v{index}" for index in range(len(fields)))
+    source = "\n".join(
+        [
+            f"def make({', '.join([*parameters, 'QUICK_FAILS'])}):",
+            "  def read(record):",
+            *(f"  {line}" for line in body),
+            f"      return [{values}]",
+            "  return read",
+        ]
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(source, f"<reader of {len(fields)} fields>", "exec"), namespace)  # noqa: S102
+    read: Callable[[Mapping[str, Any]], list[Any]] = namespace["make"](*arguments, _QUICK_FAILS)
+    return read
