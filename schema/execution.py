@@ -74,6 +74,7 @@ _PASSTHROUGH: dict[GraphQLScalarType, type] = {
 LeafStep = tuple[str, str | None, bool, Any, Mapping[int, str] | None, Callable[[Any], Any]]
 
 _FALLBACK: Any = object()
+_NOT_YET: Any = object()
 # The items of a list that are not objects to complete (besides errors).
 _NOT_OBJECTS = frozenset({type(None), type(Undefined)})
 
@@ -147,9 +148,10 @@ class LeafPlan:
         # The object's result, or None where graphql-core must decide: by the steps at
         # first, by generated code (``schema.compiled``) once the plan has done many.
         self.complete: Completion = self._counted
-        # Once compiled, where a field has a column format (DateTime): a list's objects
-        # by generated code that formats such a field a column at a time.
-        self._by_column: ListCompletion | None = None
+        # A list's objects by generated code that formats a field a column at a time
+        # (DateTime): made for the first long list once the plan is compiled, None when
+        # it cannot be (no such field, or over the compile budget).
+        self._by_column: ListCompletion | None = _NOT_YET
         self._uses = 0
         plain = {step[0] for step in steps}
         # Usually the leaves come first in a selection, and a plain update keeps the order.
@@ -184,25 +186,32 @@ class LeafPlan:
                     direct=_DIRECT,
                 )
                 self.complete = compiled if compiled is not None else self.by_steps
-                if compiled is not None:
-                    listed = compile_list(
-                        self.steps,
-                        is_link=_is_link_step,
-                        is_int=_is_int_coercion,
-                        plain=_PLAIN_TYPES,
-                        fallback=_FALLBACK,
-                        direct=_DIRECT,
-                        columns=_COLUMNS,
-                    )
-                    self._by_column = listed
+                if compiled is None:
+                    self._by_column = None
 
     def complete_all(self, items: Sequence[Any]) -> list[dict[str, Any]] | None:
         """The results of a list of objects (no None among them), or None where
-        graphql-core must decide."""
-        if self._by_column is not None and len(items) >= _COLUMNS_FROM:
-            return self._by_column(items)
+        graphql-core must decide. Call ``expect`` first."""
+        if len(items) >= _COLUMNS_FROM and self._uses >= COMPILE_AFTER:
+            if self._by_column is _NOT_YET:
+                self._by_column = self._compile_list()
+            if self._by_column is not None:
+                return self._by_column(items)
         completed = list(map(self.complete, items))
         return None if None in completed else cast("list[dict[str, Any]]", completed)
+
+    def _compile_list(self) -> ListCompletion | None:
+        if not any(step[5] in _COLUMNS for step in self.steps):
+            return None  # no field to format a column at a time
+        return compile_list(
+            self.steps,
+            is_link=_is_link_step,
+            is_int=_is_int_coercion,
+            plain=_PLAIN_TYPES,
+            fallback=_FALLBACK,
+            direct=_DIRECT,
+            columns=_COLUMNS,
+        )
 
     def _counted(self, source: Any) -> dict[str, Any] | None:
         self.expect(1)
