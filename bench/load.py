@@ -33,10 +33,14 @@ async def run(
                 try:
                     async with session.post(url, data=body, headers=headers) as response:
                         payload = await response.read()
+                        answered = time.perf_counter()
+                        # Checked once the answer is in: searching s3's 700 KB took 0.3 ms
+                        # of this client's time, which is not the gateway's latency.
                         ok = response.status == 200 and b'"errors"' not in payload
                 except aiohttp.ClientError:
+                    answered = time.perf_counter()
                     ok = False
-                latencies.append(time.perf_counter() - started)
+                latencies.append(answered - started)
                 failures += 0 if ok else 1
 
         started = time.perf_counter()
