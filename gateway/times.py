@@ -11,6 +11,7 @@ import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from operator import attrgetter
 
 import orjson
 
@@ -28,6 +29,7 @@ _NUMERIC = re.compile(r"^[+-]?\d+(\.0*)?$")
 _CBC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 _CBC_EXACT = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z")
 _TO_SECONDS = orjson.OPT_UTC_Z | orjson.OPT_OMIT_MICROSECONDS
+_TIME_ZONE = attrgetter("tzinfo")
 
 
 def from_epoch_ms(value: int) -> datetime:
@@ -126,27 +128,22 @@ def format_iso_many(moments: Sequence[datetime | None]) -> list[str | None]:
     """``format_iso`` of each (None stays None), for a column of a large answer.
 
     One ``orjson.dumps`` of the whole column and one split: about half the cost of
-    ``format_iso`` a value, its frame and its three calls. Whole UTC seconds and whole
-    milliseconds (all that either upstream holds) take that way; when the text shows
-    anything else, an offset or a sub-millisecond digit, every value goes through
-    ``format_iso``."""
-    if not moments:
-        return []
-    try:
-        text = orjson.dumps(moments, option=orjson.OPT_UTC_Z).decode()
-    except orjson.JSONEncodeError:  # a time zone orjson cannot write: format_iso decides
-        text = ""
-    if "null" in text:
+    ``format_iso`` a value, its frame and its three calls. Only a column of plain
+    datetimes at ``UTC`` itself takes that way: orjson writes an offset from the days and
+    seconds of ``utcoffset()`` alone (half a second would read as ``Z``), and crashes on a
+    ``tzinfo`` whose ``utcoffset`` raises. Whole seconds and whole milliseconds (all that
+    either upstream holds) are written so; a sub-millisecond digit sends the column, as
+    anything else does, through ``format_iso`` value by value."""
+    kinds = set(map(type, moments))
+    if type(None) in kinds:
         present = iter(format_iso_many([moment for moment in moments if moment is not None]))
         return [None if moment is None else next(present) for moment in moments]
-    count = len(moments)
-    # Each value is '"...Z"', so one Z each means each was at UTC (no other offset, no
-    # naive time); orjson writes six fraction digits, a whole millisecond's three ends
-    # "000Z", and after that every value is 20 or 24 characters, 4 more with a fraction.
-    if text.count("Z") == count:
-        text = text.replace("000Z", "Z")
-        if len(text) == 23 * count + 1 + 4 * text.count("."):
-            return list(text[2:-2].split('","'))
+    if kinds == {datetime} and set(map(_TIME_ZONE, moments)) == {UTC}:
+        # orjson writes six fraction digits when there are any: a whole millisecond's
+        # end in "000Z". After that each value is 20 characters, 24 with a fraction.
+        text = orjson.dumps(moments, option=orjson.OPT_UTC_Z).decode().replace("000Z", "Z")
+        if len(text) == 23 * len(moments) + 1 + 4 * text.count("."):
+            return text[2:-2].split('","')  # type: ignore[return-value]
     return [format_iso(moment) for moment in moments]  # type: ignore[arg-type]
 
 

@@ -1,5 +1,5 @@
 import zoneinfo
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
 from hypothesis import given
@@ -198,6 +198,9 @@ ANY_TIMES = st.datetimes(
             timezone(timedelta(hours=8)),
             timezone(timedelta(0)),
             zoneinfo.ZoneInfo("Europe/London"),
+            # Offsets under a second, which orjson writes as Z.
+            timezone(timedelta(milliseconds=500)),
+            timezone(timedelta(microseconds=-1)),
         ]
     ),
 )
@@ -207,6 +210,26 @@ ANY_TIMES = st.datetimes(
 def test_a_column_is_formatted_as_each_of_its_times(moments: list[datetime | None]) -> None:
     expected = [None if moment is None else format_iso(moment) for moment in moments]
     assert format_iso_many(moments) == expected
+
+
+class NoOffset(tzinfo):
+    def utcoffset(self, moment: datetime | None) -> timedelta | None:
+        return None
+
+
+class BrokenOffset(tzinfo):
+    def utcoffset(self, moment: datetime | None) -> timedelta | None:
+        raise ValueError("no offset today")
+
+
+def test_a_column_with_an_odd_time_zone_is_formatted_as_each_value_is() -> None:
+    at = datetime(2020, 1, 1, tzinfo=UTC)
+    # utcoffset() None: a local time to format_iso, which orjson would write as UTC.
+    local = datetime(2020, 1, 1, tzinfo=NoOffset())
+    assert format_iso_many([at, local]) == [format_iso(at), format_iso(local)]
+    # utcoffset() raising: format_iso's error, where orjson would crash the process.
+    with pytest.raises(ValueError, match="no offset today"):
+        format_iso_many([at, datetime(2020, 1, 1, tzinfo=BrokenOffset())])
 
 
 def test_a_column_of_whole_milliseconds_takes_one_call_of_orjson(
