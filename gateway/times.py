@@ -128,7 +128,7 @@ def format_iso_many(moments: Sequence[datetime | None]) -> list[str | None]:
     """``format_iso`` of each (None stays None), for a column of a large answer.
 
     One ``orjson.dumps`` of the whole column and one split: about half the cost of
-    ``format_iso`` a value, its frame and its three calls. Only a column of plain
+    ``format_iso`` on each value (a frame and three calls each). Only a column of plain
     datetimes at ``UTC`` itself takes that way: orjson writes an offset from the days and
     seconds of ``utcoffset()`` alone (half a second would read as ``Z``), and crashes on a
     ``tzinfo`` whose ``utcoffset`` raises. Whole seconds and whole milliseconds (all that
@@ -139,8 +139,8 @@ def format_iso_many(moments: Sequence[datetime | None]) -> list[str | None]:
         present = iter(format_iso_many([moment for moment in moments if moment is not None]))
         return [None if moment is None else next(present) for moment in moments]
     if kinds == {datetime} and set(map(_TIME_ZONE, moments)) == {UTC}:
-        # orjson writes six fraction digits when there are any: a whole millisecond's
-        # end in "000Z". After that each value is 20 characters, 24 with a fraction.
+        # orjson writes six fraction digits when there are any: a whole millisecond
+        # ends in "000Z". After that each value is 20 characters, 24 with a fraction.
         text = orjson.dumps(moments, option=orjson.OPT_UTC_Z).decode().replace("000Z", "Z")
         if len(text) == 23 * len(moments) + 1 + 4 * text.count("."):
             return text[2:-2].split('","')  # type: ignore[return-value]
