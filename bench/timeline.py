@@ -4,9 +4,12 @@ between: ``python -m bench.timeline s3``.
 Runs the gateway in this process (pinned to core 0, as ``bench.run`` pins it) against
 the simulator (20 ms latency) while ``bench.load`` replays the scenario at concurrency 1
 from core 1. Each request's events are marked in-process and printed in ms from the
-request's start: ``send``/``recv`` per upstream call, ``parsed`` per upstream page,
-``encode``/``encoded`` around the JSON answer, and ``gc`` for each garbage collection.
-The middle request of the run is printed, with the p50 of a few marks over all of them.
+request's arrival at the ASGI app (``start``): ``execute`` when Strawberry starts
+executing, ``send``/``recv`` per upstream call, ``parsed`` per upstream page,
+``leaf-list``/``leaf-done`` around a list completed by the executor's shortcut,
+``encode``/``encoded`` around the JSON answer, ``sent`` once the answer is handed to the
+server, and ``gc`` for each garbage collection. The middle request of the run is printed,
+with the p50 of each mark's last time over all of them, and the client's p50 latency.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import strawberry
 import uvicorn
 
 from bench.profile import operation_query
@@ -32,7 +36,9 @@ from bench.run import TOKEN, cache_env, free_port, gateway_env, start_simulator,
 from gateway import cbc, http, oma
 from gateway.app import GatewayGraphQL, create_app
 from gateway.config import Settings
+from gateway.middleware import RequestObserver
 from gateway.runtime import Gateway
+from schema.execution import GatewayExecutor
 
 Event = tuple[str, float]
 
@@ -94,12 +100,37 @@ def marked(events: list[Event]) -> Iterator[None]:
 
         return encode_json
 
-    def before_context(original: Any) -> Any:
-        async def get_context(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def around_request(original: Any) -> Any:
+        async def observe(self: Any, scope: Any, receive: Any, send: Any) -> None:
+            if scope["type"] != "http" or scope.get("path") != "/graphql":
+                await original(self, scope, receive, send)
+                return
             mark("start")
+
+            async def marked_send(message: Any) -> None:
+                await send(message)
+                if message["type"] == "http.response.body" and not message.get("more_body"):
+                    mark("sent")
+
+            await original(self, scope, receive, marked_send)
+
+        return observe
+
+    def before_execute(original: Any) -> Any:
+        async def execute(self: Any, *args: Any, **kwargs: Any) -> Any:
+            mark("execute")
             return await original(self, *args, **kwargs)
 
-        return get_context
+        return execute
+
+    def around_leaf_list(original: Any) -> Any:
+        def complete(self: Any, *args: Any, **kwargs: Any) -> Any:
+            mark("leaf-list")
+            completed = original(self, *args, **kwargs)
+            mark("leaf-done")
+            return completed
+
+        return complete
 
     def collected(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
@@ -109,7 +140,9 @@ def marked(events: list[Event]) -> Iterator[None]:
     wrap(oma.QueryResourceEndpoint, "parse", after_parse)
     wrap(cbc.ResourcesQueryEndpoint, "parse", after_parse)
     wrap(GatewayGraphQL, "encode_json", around_encode)
-    wrap(GatewayGraphQL, "get_context", before_context)
+    wrap(RequestObserver, "__call__", around_request)
+    wrap(strawberry.Schema, "execute", before_execute)
+    wrap(GatewayExecutor, "_complete_leaf_list", around_leaf_list)
     gc.callbacks.append(collected)
     try:
         yield
@@ -119,7 +152,8 @@ def marked(events: list[Event]) -> Iterator[None]:
             setattr(owner, attribute, original)
 
 
-async def serve_and_replay(gateway: Gateway, body: Path, requests: int) -> None:
+async def serve_and_replay(gateway: Gateway, body: Path, requests: int) -> list[float]:
+    """The client's latencies, in seconds, after the first request's."""
     port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
@@ -133,11 +167,13 @@ async def serve_and_replay(gateway: Gateway, body: Path, requests: int) -> None:
         "taskset", "-c", "1", sys.executable, "-m", "bench.load",
         "--url", f"http://127.0.0.1:{port}/graphql", "--body", str(body), "--token", TOKEN,
         "--concurrency", "1", "--requests", str(requests),
-        stdout=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    await client.wait()
+    output, _ = await client.communicate()
     server.should_exit = True
     await serving
+    latencies: list[float] = json.loads(output)["latencies"]
+    return latencies[1:]
 
 
 def main() -> int:
@@ -165,7 +201,7 @@ def main() -> int:
             gc.freeze()
             gc.set_threshold(50_000, 50, 100)
             with marked(events):
-                asyncio.run(serve_and_replay(gateway, body, args.requests))
+                latencies = asyncio.run(serve_and_replay(gateway, body, args.requests))
     finally:
         simulator.terminate()
         simulator.wait(timeout=20)
@@ -174,9 +210,11 @@ def main() -> int:
         print("no request was timed")
         return 1
     print(render(requests[len(requests) // 2]))
-    for name in ("recv", "parsed", "encode", "encoded"):
+    names = ("execute", "send", "recv", "parsed", "leaf-list", "leaf-done", "encode")
+    for name in (*names, "encoded", "sent"):
         last = [max((at for event, at in r if event == name), default=0.0) for r in requests]
         print(f"p50 of the last {name}: {statistics.median(last):.1f} ms")
+    print(f"p50 of the client's latency: {statistics.median(latencies) * 1000:.1f} ms")
     return 0
 
 
