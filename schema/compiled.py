@@ -33,6 +33,8 @@ from typing import Any, cast
 
 from graphql import Undefined
 
+from schema.objects import Access
+
 Completion = Callable[[Any], "dict[str, Any] | None"]
 ListCompletion = Callable[[Sequence[Any]], "list[dict[str, Any]] | None"]
 ColumnFormat = Callable[[list[Any]], Sequence[Any]]
@@ -90,17 +92,30 @@ def convert(value: Any, coerce: Callable[[Any], Any], plain: frozenset[type]) ->
     return coerced
 
 
-# What a step needs, by kind: ("const",), ("link",), or ("attr", attribute, non_null,
-# has passthrough, has enum names, is Int, has direct, left for its column's format).
+# What a step needs, by kind: ("const",), ("link",), or ("attr", access, non_null, has
+# passthrough, has enum names, is Int, has direct, left for its column's format), where
+# access is the attribute's name, or where a record holds it (``_read``).
 Shape = tuple[tuple[Any, ...], ...]
 Factory = Callable[..., Completion]
 _factories: OrderedDict[Shape, Factory] = OrderedDict()
 
 
+def _read(index: int, access: str | tuple[Any, ...]) -> str:
+    """The expression reading a step's value: an attribute of the object, or, from its
+    record, an item (``int``: no client text), a function of one, or of the record."""
+    if isinstance(access, str):
+        return f"s.{access}"
+    if access[0] == "item":
+        return f"s[{int(access[1])}]"
+    if access[0] == "converted":
+        return f"A{index}(s[{int(access[1])}])"
+    return f"A{index}(s)"
+
+
 def _attribute_lines(index: int, shape: tuple[Any, ...]) -> list[str]:
-    _, attribute, non_null, has_passthrough, has_names, is_int, has_direct, deferred = shape
+    _, access, non_null, has_passthrough, has_names, is_int, has_direct, deferred = shape
     v = f"v{index}"
-    lines = [f"{v} = s.{attribute}"]
+    lines = [f"{v} = {_read(index, access)}"]
     # The usual case first: a value already of its output type is one test, not two.
     if has_passthrough:
         lines += [f"if type({v}) is P{index}:", "    pass", f"elif {v} is None:"]
@@ -146,6 +161,7 @@ def _factory(shape: Shape) -> Factory:
             ]
         else:
             parameters += [f"P{index}", f"N{index}", f"C{index}", f"T{index}", f"D{index}"]
+            parameters.append(f"A{index}")
             body += _attribute_lines(index, step)
     result = ", ".join(f"K{index}: v{index}" for index in range(len(shape)))
     source = "\n".join(
@@ -187,28 +203,40 @@ def _shape(
     is_int: Callable[[Callable[[Any], Any]], bool],
     direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
     columns: Mapping[Callable[[Any], Any], ColumnFormat],
+    layout: Mapping[str, Access] | None = None,
 ) -> tuple[Shape, list[Any]] | None:
     """A plan's shape and the generated function's arguments, or None when an attribute
     name cannot be written as source. A step whose coercion is in ``columns`` (and in
-    ``direct``) leaves a value of the direct type as it is, for its column's format."""
+    ``direct``) leaves a value of the direct type as it is, for its column's format.
+    With a ``layout``, values are read from records where it says (None when it lacks
+    an attribute, or the plan has a link: a link reads the object)."""
     shape: list[tuple[Any, ...]] = []
     arguments: list[Any] = []
     for name, attribute, non_null, passthrough, names, coerce in steps:
         arguments.append(name)
         if attribute is None:
             if is_link(passthrough):
+                if layout is not None:
+                    return None
                 shape.append(("link",))
             else:
                 shape.append(("const",))
             arguments.append(passthrough)
             continue
-        if not attribute.isidentifier() or keyword.iskeyword(attribute):
+        access: str | tuple[Any, ...] = attribute
+        reader = None
+        if layout is not None:
+            if attribute not in layout:
+                return None
+            kind, position, reader = layout[attribute]
+            access = (kind, position)
+        elif not attribute.isidentifier() or keyword.iskeyword(attribute):
             return None
         exact, function = direct.get(coerce, (None, None))
         shape.append(
             (
                 "attr",
-                attribute,
+                access,
                 bool(non_null),
                 passthrough is not None,
                 names is not None,
@@ -217,7 +245,7 @@ def _shape(
                 exact is not None and coerce in columns,
             )
         )
-        arguments += [passthrough, names, coerce, exact, function]
+        arguments += [passthrough, names, coerce, exact, function, reader]
     return tuple(shape), arguments
 
 
@@ -254,13 +282,18 @@ def compile_list(
     fallback: Any,
     direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
     columns: Mapping[Callable[[Any], Any], ColumnFormat],
+    layout: Mapping[str, Access] | None = None,
 ) -> ListCompletion | None:
     """The completion of a list of objects (none of them None) whose fields of a
     ``columns`` coercion are formatted a column at a time, after the objects; None when
     no step has such a coercion, or as ``compile_steps``. ``columns`` maps a coercion to
     a function that gives, for a list of values of its direct type or None, what the
-    direct function gives for each (``format_iso_many``)."""
-    shaped = _shape(steps, is_link, is_int, direct, columns)
+    direct function gives for each (``format_iso_many``).
+
+    With a ``layout`` (``schema.objects.record_layout``), the list is of the records
+    whose objects the plan is for, each field read where the layout says: what the
+    object would hold, without making it. None when the layout cannot serve the plan."""
+    shaped = _shape(steps, is_link, is_int, direct, columns, layout)
     if shaped is None:
         return None
     shape, arguments = shaped
@@ -269,7 +302,7 @@ def compile_list(
         for step, kind in zip(steps, shape, strict=True)
         if kind[0] == "attr" and kind[7]
     ]
-    if not formats:
+    if not formats and layout is None:
         return None
     factory = _cached_factory(shape)
     if factory is None:
@@ -281,6 +314,8 @@ def compile_list(
         if None in completed:
             return None
         rows = cast("list[dict[str, Any]]", completed)
+        if not formats:
+            return rows
         try:
             for key, format_column in formats:
                 for row, text in zip(rows, format_column([row[key] for row in rows]), strict=True):

@@ -13,7 +13,9 @@ selection needs, level by level, and such a field's value is then read from the
 loader without its resolver, and completed by its own plan.
 
 A plan that completes many objects does it by generated code (``schema.compiled``):
-the same steps, written out once per shape of selection.
+the same steps, written out once per shape of selection. A connection's nodes come as
+``RecordObjects``: when their selection is plain fields only, they are completed from
+the records where ``schema.objects.record_layout`` says, and no object is made.
 
 The shortcut never decides an outcome of its own: whenever a value is not the
 plain case (null in a non-null field, a value the scalar would refuse, anything
@@ -57,8 +59,10 @@ from schema.compiled import (
     compile_steps,
 )
 from schema.links import NOT_READY, Link
+from schema.objects import Access
 from schema.prefetch import Lookahead, field_arguments, field_link, plain_attribute
 from schema.scalars import serialize_datetime
+from schema.views import RecordObjects
 
 # Values of these exact types are already what their scalar outputs (graphql-core's
 # own coercion returns them unchanged).
@@ -137,7 +141,17 @@ class LeafPlan:
     steps, and the rest (``others``: fields with resolvers or selections, or None
     when there are none) by graphql-core."""
 
-    __slots__ = ("_by_column", "_uses", "complete", "order", "others", "others_last", "steps")
+    __slots__ = (
+        "_by_column",
+        "_by_record",
+        "_compiled",
+        "_uses",
+        "complete",
+        "order",
+        "others",
+        "others_last",
+        "steps",
+    )
 
     def __init__(
         self, steps: list[LeafStep], others: GroupedFieldSet | None, order: list[str]
@@ -152,6 +166,10 @@ class LeafPlan:
         # (DateTime): made for the first long list once the plan is compiled, None when
         # it cannot be (no such field, or over the compile budget).
         self._by_column: ListCompletion | None = _NOT_YET
+        # Records' results read where their layout says (``complete_records``): the
+        # layout it was made for, and the completion, None when it cannot be made.
+        self._by_record: tuple[Mapping[str, Access], ListCompletion | None] | None = None
+        self._compiled = False
         self._uses = 0
         plain = {step[0] for step in steps}
         # Usually the leaves come first in a selection, and a plain update keeps the order.
@@ -186,6 +204,7 @@ class LeafPlan:
                     direct=_DIRECT,
                 )
                 self.complete = compiled if compiled is not None else self.by_steps
+                self._compiled = compiled is not None
                 if compiled is None:
                     self._by_column = None
 
@@ -199,6 +218,31 @@ class LeafPlan:
                 return self._by_column(items)
         completed = list(map(self.complete, items))
         return None if None in completed else cast("list[dict[str, Any]]", completed)
+
+    def complete_records(
+        self, records: Sequence[Any], layout: Mapping[str, Access]
+    ) -> list[dict[str, Any]] | None:
+        """The results of the objects of ``records`` (``schema.views.RecordObjects``),
+        read from the records where ``layout`` says, without making the objects; None
+        where the objects must be made (a short or first list, a link, a shape over the
+        compile budget) or graphql-core must decide. Call ``expect`` first."""
+        if not self._compiled:
+            return None  # not compiled (yet, or at all)
+        by_record = self._by_record
+        if by_record is None or by_record[0] is not layout:
+            completion = compile_list(
+                self.steps,
+                is_link=_is_link_step,
+                is_int=_is_int_coercion,
+                plain=_PLAIN_TYPES,
+                fallback=_FALLBACK,
+                direct=_DIRECT,
+                columns=_COLUMNS,
+                layout=layout,
+            )
+            by_record = self._by_record = (layout, completion)
+        complete = by_record[1]
+        return None if complete is None else complete(records)
 
     def _compile_list(self) -> ListCompletion | None:
         if not any(step[5] in _COLUMNS for step in self.steps):
@@ -535,6 +579,8 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         completed = self._complete_leaf_list(item_type, field_details_list, items, position_context)
         if completed is not None:
             return completed
+        if type(items) is RecordObjects:
+            items = items.objects()  # for graphql-core and the lookahead
         complete = super().complete_iterable_value
         object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
         if isinstance(object_type, GraphQLObjectType) and isinstance(items, list | tuple):
@@ -567,7 +613,14 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         """A list of plain-leaf objects in one pass, or None for graphql-core."""
         nullable = not isinstance(item_type, GraphQLNonNull)
         object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
-        if not isinstance(items, list | tuple):
+        lazy = None
+        if type(items) is RecordObjects:
+            # Objects not made yet: maybe they need not be (below); else they are now.
+            if items.made or items.layout is None:
+                items = items.objects()
+            else:
+                lazy = items
+        elif not isinstance(items, list | tuple):
             return None
         if not (
             self._shortcut
@@ -586,6 +639,11 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         if plan is None or plan.others is not None:
             return None
         plan.expect(len(items))
+        if lazy is not None and lazy.layout is not None:
+            completed = plan.complete_records(lazy.records, lazy.layout)
+            if completed is not None:
+                return completed
+            items = lazy.objects()
         complete = plan.complete
         kinds = set(map(type, items))
         if not kinds & _NOT_OBJECTS and not any(issubclass(kind, Exception) for kind in kinds):

@@ -64,7 +64,28 @@ def record_maker(
     }
     exec(compile("\n".join(lines), f"<{cls.__name__} from a record>", "exec"), namespace)  # noqa: S102
     make: Callable[[Sequence[Any]], T] = namespace["make"]
+    layout: dict[str, Access] = {}
+    for index, name in enumerate(record_fields):
+        function = converted.get(name)
+        layout[name] = ("item", index, None) if function is None else ("converted", index, function)
+    for name, function in derived.items():
+        layout[name] = ("derived", None, function)
+    _layouts[make] = layout
     return make
 
 
-__all__ = ["record_maker"]
+Access = tuple[str, int | None, Callable[[Any], Any] | None]
+"""Where an attribute of an object made from a record comes from: ``("item", index,
+None)``, the record's value; ``("converted", index, function)``, a function of it;
+``("derived", None, function)``, a function of the whole record."""
+
+_layouts: dict[Callable[..., Any], Mapping[str, Access]] = {}
+
+
+def record_layout(make: Callable[..., Any]) -> Mapping[str, Access] | None:
+    """Each attribute's ``Access`` for the objects ``make`` (from ``record_maker``) makes,
+    so that what an object would say can be read from its record without making it."""
+    return _layouts.get(make)
+
+
+__all__ = ["Access", "record_layout", "record_maker"]

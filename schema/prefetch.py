@@ -41,6 +41,7 @@ from strawberry.types.arguments import convert_arguments
 from strawberry.types.field import StrawberryField
 
 from schema.links import LINK, Link
+from schema.views import RecordObjects
 
 
 def strawberry_field(field_def: GraphQLField) -> StrawberryField | None:
@@ -221,6 +222,8 @@ def _attribute_values(sources: Sequence[Any], attribute: str) -> list[Any]:
     values: list[Any] = []
     for source in sources:
         value = getattr(source, attribute, None)
+        if type(value) is RecordObjects:
+            value = value.objects()
         if isinstance(value, list | tuple):
             values.extend(item for item in value if _is_object(item))
         elif _is_object(value):

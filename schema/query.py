@@ -19,7 +19,7 @@ from schema.types import (
     PageInfo,
     SoftwareSubscriptionConnection,
     family_head,
-    resource_list,
+    resource_objects,
     subscription_objects,
 )
 
@@ -78,7 +78,7 @@ class Query:
         page = await context.upstreams.oma.fetch_subscription_range(
             context.caller("oma"), offset=offset, count=count, start=start, end=end
         )
-        nodes = list(map(subscription_objects.object_of, page.records))
+        nodes = subscription_objects.lazy(page.records)
         return SoftwareSubscriptionConnection(
             total_count=page.total,
             page_info=page_info(SUBSCRIPTIONS, offset, len(nodes), page.total),
@@ -112,7 +112,7 @@ class Query:
             page = await context.upstreams.cbc.fetch_resource_range(
                 caller, query, offset=offset, count=count
             )
-        nodes = resource_list(page.records)
+        nodes = resource_objects.lazy(page.records)
         return CloudResourceConnection(
             total_count=page.total,
             page_info=page_info(RESOURCES, offset, len(nodes), page.total),

@@ -282,7 +282,7 @@ class SoftwareSubscriptionEdge:
 class SoftwareSubscriptionConnection:
     total_count: int = strawberry.field(description="All subscriptions matching, on every page.")
     page_info: PageInfo = strawberry.field(description="Where this page stands.")
-    nodes: list[SoftwareSubscription] = strawberry.field(description="The items alone.")
+    nodes: Sequence[SoftwareSubscription] = strawberry.field(description="The items alone.")
     connection: strawberry.Private[str]
     offset: strawberry.Private[int]
 
@@ -301,7 +301,7 @@ class CloudResourceEdge:
 class CloudResourceConnection:
     total_count: int = strawberry.field(description="All resources matching, on every page.")
     page_info: PageInfo = strawberry.field(description="Where this page stands.")
-    nodes: list[CloudResource] = strawberry.field(description="The items alone.")
+    nodes: Sequence[CloudResource] = strawberry.field(description="The items alone.")
     connection: strawberry.Private[str]
     offset: strawberry.Private[int]
 

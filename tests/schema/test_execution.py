@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import enum
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import strawberry
@@ -26,7 +27,9 @@ from gateway.times import from_epoch_ms
 from schema.build import build_schema
 from schema.compiled import COMPILE_AFTER
 from schema.execution import GatewayExecutor
+from schema.objects import record_maker
 from schema.scalars import SCALAR_MAP
+from schema.views import ObjectsByRecord
 
 
 @strawberry.enum
@@ -267,3 +270,118 @@ async def test_a_list_with_null_items_takes_the_shortcut_too(
         "maybeItems": [{"id": "0", "label": "item 0"}, None, {"id": "2", "label": "item 2"}]
     }
     assert counter.calls == 1
+
+
+# Objects made from records, as the gateway's are: a connection's nodes are a lazy list
+# (``RecordObjects``) that the shortcut completes from the records without making them.
+class Row(NamedTuple):
+    id: Any
+    label: Any
+    count: Any
+    kind: Any
+    when: Any
+
+
+@strawberry.type
+class Made:
+    id: strawberry.ID
+    label: str
+    count: int | None
+    kind: Kind | None
+    when: datetime | None
+    twice: int | None
+
+    @strawberry.field
+    def shout(self) -> str | None:
+        return self.label.upper() if isinstance(self.label, str) else None
+
+
+def kind_of(code: Any) -> Kind | None:
+    return {1: Kind.PRIMARY, 2: Kind.ATTACHED}.get(code) if isinstance(code, int) else None
+
+
+def twice(row: Row) -> int | None:
+    return row.count * 2 if type(row.count) is int else None
+
+
+made_from_row = record_maker(
+    Made, Row._fields, converted={"kind": kind_of}, derived={"twice": twice}
+)
+
+
+@strawberry.type
+class RowQuery:
+    made: Sequence[Made]
+
+
+def row_schema(executor: type[StrawberryGraphQLCoreExecutionContext]) -> strawberry.Schema:
+    return strawberry.Schema(
+        query=RowQuery,
+        execution_context_class=executor,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+    )
+
+
+ROWS_STOCK = row_schema(StrawberryGraphQLCoreExecutionContext)
+ROWS_SHORTCUT = row_schema(GatewayExecutor)
+ROWS = st.builds(
+    Row,
+    id=st.one_of(st.text(max_size=3), st.none(), st.integers(-3, 3)),
+    label=st.one_of(st.text(max_size=3), st.text(max_size=3), st.none(), st.integers(0, 2)),
+    count=st.one_of(st.none(), st.integers(-(2**33), 2**33), st.integers(-5, 5), st.just("7")),
+    kind=st.one_of(st.none(), st.sampled_from([1, 2, 7])),
+    when=st.one_of(st.none(), UPSTREAM_TIME, ITEMS.map(lambda item: item.when)),
+)
+ROW_OPERATIONS = [
+    "{ made { id label count kind when twice } }",
+    "{ made { __typename a: id b: when when count } }",
+    "{ made { id shout kind } }",
+    "{ made { when } }",
+]
+
+
+@pytest.mark.parametrize("operation", ROW_OPERATIONS)
+@settings(max_examples=80, deadline=None)
+@given(rows=st.lists(ROWS, max_size=6))
+async def test_a_lazy_list_of_records_answers_what_its_objects_answer(
+    operation: str, rows: list[Row]
+) -> None:
+    saved = execution_module.COMPILE_AFTER
+    execution_module.COMPILE_AFTER = 1
+    try:
+        stock = await ROWS_STOCK.execute(
+            operation, root_value=RowQuery(made=[made_from_row(row) for row in rows])
+        )
+        lazy = ObjectsByRecord(made_from_row).lazy(rows)
+        shortcut = await ROWS_SHORTCUT.execute(operation, root_value=RowQuery(made=lazy))
+    finally:
+        execution_module.COMPILE_AFTER = saved
+    assert json.dumps(shortcut.data) == json.dumps(stock.data)
+    assert [e.formatted for e in shortcut.errors or []] == [e.formatted for e in stock.errors or []]
+
+
+async def test_a_long_lazy_list_of_plain_fields_makes_no_object() -> None:
+    made: list[Row] = []
+
+    def counted(row: Row) -> Made:
+        made.append(row)
+        return made_from_row(row)
+
+    objects: ObjectsByRecord[Row, Made] = ObjectsByRecord(made_from_row)
+    rows = [Row(str(i), f"r{i}", i, 1, from_epoch_ms(i)) for i in range(COMPILE_AFTER)]
+    lazy = objects.lazy(rows)
+    lazy._object_of = counted  # type: ignore[assignment]  # count what gets made
+    result = await ROWS_SHORTCUT.execute(
+        "{ made { id kind twice when } }", root_value=RowQuery(made=lazy)
+    )
+    assert result.errors is None and result.data is not None
+    assert result.data["made"][3] == {
+        "id": "3",
+        "kind": "PRIMARY",
+        "twice": 6,
+        "when": "1970-01-01T00:00:00.003Z",
+    }
+    assert made == []
+    # A field with a resolver needs the objects: made then, once each.
+    result = await ROWS_SHORTCUT.execute("{ made { shout } }", root_value=RowQuery(made=lazy))
+    assert result.errors is None and len(made) == COMPILE_AFTER

@@ -121,3 +121,16 @@ async def test_a_warm_request_makes_no_object_for_records_made_twice_before(
     # Cold, then warm from the cache: made on the first two sightings, kept after.
     assert counts[0] == counts[1] == {"subscriptions": 30, "resources": resources}
     assert counts[2] == counts[3] == {"subscriptions": 0, "resources": 0}
+
+
+def test_objects_of_a_lazy_list_are_made_once_when_first_read() -> None:
+    make = Counted()
+    lazy = ObjectsByRecord(make).lazy([Record(["a", 1]), Record(["b", 2])])
+    assert len(lazy) == 2 and not lazy.made and make.calls == 0
+    first = list(lazy)
+    assert lazy.made and make.calls == 2
+    assert [made.fields for made in first] == [["a", 1], ["b", 2]]
+    # Read again, in any way: the same objects, none made again.
+    assert lazy[0] is first[0] and lazy[-1:] == first[1:] and list(lazy) == first
+    assert lazy == first and make.calls == 2
+    assert lazy.layout is None  # Counted is not from record_maker: nothing to read by
