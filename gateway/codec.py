@@ -3,7 +3,8 @@
 Pages are frozen dataclasses and records NamedTuples, whose fields are ``str``,
 ``int``, ``bool``, ``datetime`` (aware UTC), ``None`` or tuples of nested records. JSON keeps the
 shared cache readable and safe to load (no pickle: a compromised Redis must not
-become code execution in the gateway).
+become code execution in the gateway), and each value is checked against its field's
+type on the way back, so an entry that breaks the records' types is a miss.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ import orjson
 from gateway.times import from_epoch_ms, to_epoch_ms
 
 T = TypeVar("T")
+
+
+_SCALARS = (str, int, bool, float)
 
 
 def _encode_default(value: object) -> object:
@@ -73,6 +77,13 @@ class RecordCodec(Generic[T]):
             return tuple(self._build(item, entry) for entry in raw)
         if hint is datetime:
             return from_epoch_ms(raw["$ms"])
+        if hint in _SCALARS:
+            # Exactly the type the record declares (JSON gives no subclass; a bool is not
+            # an int here): what the upstream readers guarantee, and what the schema
+            # reads from records relies on, holds for a shared entry too.
+            if type(raw) is not hint:
+                raise ValueError(f"a cached {type(raw).__name__} where {hint.__name__} belongs")
+            return raw
         if isinstance(hint, type) and issubclass(hint, tuple) and hasattr(hint, "_fields"):
             hints = self._field_hints(hint)
             return hint._make(  # type: ignore[attr-defined]
