@@ -264,13 +264,28 @@ def compile_steps(
     ``direct`` maps a coercion to a type and a function that gives what the coercion
     gives for values of exactly that type, and never None (``DateTime``'s serializer:
     ``format_iso`` for a ``datetime``)."""
-    shaped = _shape(steps, is_link, is_int, direct, {})
+    made = _completion(steps, is_link, is_int, plain, fallback, direct, {}, None)
+    return None if made is None else made[1]
+
+
+def _completion(
+    steps: Sequence[tuple[Any, ...]],
+    is_link: Callable[[Any], bool],
+    is_int: Callable[[Callable[[Any], Any]], bool],
+    plain: frozenset[type],
+    fallback: Any,
+    direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
+    columns: Mapping[Callable[[Any], Any], ColumnFormat],
+    layout: Mapping[str, Access] | None,
+) -> tuple[Shape, Completion] | None:
+    """The shape of ``steps`` and the generated completion of one item, or None."""
+    shaped = _shape(steps, is_link, is_int, direct, columns, layout)
     if shaped is None:
         return None
     factory = _cached_factory(shaped[0])
     if factory is None:
         return None
-    return factory(*shaped[1], convert, plain, FAIL, fallback)
+    return shaped[0], factory(*shaped[1], convert, plain, FAIL, fallback)
 
 
 def compile_list(
@@ -293,21 +308,17 @@ def compile_list(
     With a ``layout`` (``schema.objects.record_layout``), the list is of the records
     whose objects the plan is for, each field read where the layout says: what the
     object would hold, without making it. None when the layout cannot serve the plan."""
-    shaped = _shape(steps, is_link, is_int, direct, columns, layout)
-    if shaped is None:
+    made = _completion(steps, is_link, is_int, plain, fallback, direct, columns, layout)
+    if made is None:
         return None
-    shape, arguments = shaped
+    shape, complete = made
     formats = [
         (step[0], columns[step[5]])
         for step, kind in zip(steps, shape, strict=True)
         if kind[0] == "attr" and kind[7]
     ]
     if not formats and layout is None:
-        return None
-    factory = _cached_factory(shape)
-    if factory is None:
-        return None
-    complete = factory(*arguments, convert, plain, FAIL, fallback)
+        return None  # the objects' own completion, one by one, does as well
 
     def complete_list(items: Sequence[Any]) -> list[dict[str, Any]] | None:
         completed = list(map(complete, items))

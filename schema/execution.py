@@ -163,8 +163,8 @@ class LeafPlan:
         # first, by generated code (``schema.compiled``) once the plan has done many.
         self.complete: Completion = self._counted
         # A list's objects by generated code that formats a field a column at a time
-        # (DateTime): made for the first long list once the plan is compiled, None when
-        # it cannot be (no such field, or over the compile budget).
+        # (DateTime): made for the first long list once the plan is compiled (``_NOT_YET``
+        # until then), None when it cannot be (no such field, or over the budget).
         self._by_column: ListCompletion | None = _NOT_YET
         # Records' results read where their layout says (``complete_records``): the
         # layout it was made for, and the completion, None when it cannot be made.
@@ -205,13 +205,11 @@ class LeafPlan:
                 )
                 self.complete = compiled if compiled is not None else self.by_steps
                 self._compiled = compiled is not None
-                if compiled is None:
-                    self._by_column = None
 
     def complete_all(self, items: Sequence[Any]) -> list[dict[str, Any]] | None:
         """The results of a list of objects (no None among them), or None where
         graphql-core must decide. Call ``expect`` first."""
-        if len(items) >= _COLUMNS_FROM and self._uses >= COMPILE_AFTER:
+        if len(items) >= _COLUMNS_FROM and self._compiled:
             if self._by_column is _NOT_YET:
                 self._by_column = self._compile_list()
             if self._by_column is not None:
@@ -230,23 +228,13 @@ class LeafPlan:
             return None  # not compiled (yet, or at all)
         by_record = self._by_record
         if by_record is None or by_record[0] is not layout:
-            completion = compile_list(
-                self.steps,
-                is_link=_is_link_step,
-                is_int=_is_int_coercion,
-                plain=_PLAIN_TYPES,
-                fallback=_FALLBACK,
-                direct=_DIRECT,
-                columns=_COLUMNS,
-                layout=layout,
-            )
-            by_record = self._by_record = (layout, completion)
+            by_record = self._by_record = (layout, self._compile_list(layout))
         complete = by_record[1]
         return None if complete is None else complete(records)
 
-    def _compile_list(self) -> ListCompletion | None:
-        if not any(step[5] in _COLUMNS for step in self.steps):
-            return None  # no field to format a column at a time
+    def _compile_list(self, layout: Mapping[str, Access] | None = None) -> ListCompletion | None:
+        if layout is None and not any(step[5] in _COLUMNS for step in self.steps):
+            return None  # objects, and no field to format a column at a time
         return compile_list(
             self.steps,
             is_link=_is_link_step,
@@ -255,6 +243,7 @@ class LeafPlan:
             fallback=_FALLBACK,
             direct=_DIRECT,
             columns=_COLUMNS,
+            layout=layout,
         )
 
     def _counted(self, source: Any) -> dict[str, Any] | None:
@@ -613,10 +602,12 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         """A list of plain-leaf objects in one pass, or None for graphql-core."""
         nullable = not isinstance(item_type, GraphQLNonNull)
         object_type = item_type.of_type if isinstance(item_type, GraphQLNonNull) else item_type
-        lazy = None
+        lazy: RecordObjects[Any, Any] | None = None
+        layout = None
         if type(items) is RecordObjects:
             # Objects not made yet: maybe they need not be (below); else they are now.
-            if items.made or items.layout is None:
+            layout = None if items.made else items.layout
+            if layout is None:
                 items = items.objects()
             else:
                 lazy = items
@@ -639,8 +630,8 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         if plan is None or plan.others is not None:
             return None
         plan.expect(len(items))
-        if lazy is not None and lazy.layout is not None:
-            completed = plan.complete_records(lazy.records, lazy.layout)
+        if lazy is not None and layout is not None:
+            completed = plan.complete_records(lazy.records, layout)
             if completed is not None:
                 return completed
             items = lazy.objects()

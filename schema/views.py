@@ -107,10 +107,8 @@ class RecordObjects(Sequence[T], Generic[R, T]):
         return iter(self.objects())
 
     def __eq__(self, other: object) -> bool:
-        if isinstance(other, RecordObjects):
-            return self.objects() == other.objects()
-        if isinstance(other, list):
-            return self.objects() == other
+        if isinstance(other, RecordObjects | list):
+            return self.objects() == list(other)
         return NotImplemented
 
     __hash__ = None  # type: ignore[assignment]  # as a list's: equal by content, mutable

@@ -65,9 +65,11 @@ class Query:
     first: Item | None
 
 
-def make_schema(executor: type[StrawberryGraphQLCoreExecutionContext]) -> strawberry.Schema:
+def make_schema(
+    executor: type[StrawberryGraphQLCoreExecutionContext], query: type = Query
+) -> strawberry.Schema:
     return strawberry.Schema(
-        query=Query,
+        query=query,
         execution_context_class=executor,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
     )
@@ -314,16 +316,8 @@ class RowQuery:
     made: Sequence[Made]
 
 
-def row_schema(executor: type[StrawberryGraphQLCoreExecutionContext]) -> strawberry.Schema:
-    return strawberry.Schema(
-        query=RowQuery,
-        execution_context_class=executor,
-        config=StrawberryConfig(scalar_map=SCALAR_MAP),
-    )
-
-
-ROWS_STOCK = row_schema(StrawberryGraphQLCoreExecutionContext)
-ROWS_SHORTCUT = row_schema(GatewayExecutor)
+ROWS_STOCK = make_schema(StrawberryGraphQLCoreExecutionContext, RowQuery)
+ROWS_SHORTCUT = make_schema(GatewayExecutor, RowQuery)
 ROWS = st.builds(
     Row,
     id=st.one_of(st.text(max_size=3), st.none(), st.integers(-3, 3)),
