@@ -16,6 +16,7 @@ compiled only after ``COMPILE_AFTER`` objects, so a one-off selection costs noth
 
 For a long list, ``compile_list`` writes a variant that leaves each DateTime as it
 is and then formats the list's DateTimes a column at a time (``format_iso_many``).
+(A list of records is completed wholly a column at a time: ``schema.columnar``.)
 
 Compiling costs about 0.1 ms a field, and any subset of a type's fields is a shape of
 its own, so a client sending ever new selections could make every request pay it.
@@ -32,8 +33,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from graphql import Undefined
-
-from schema.objects import Access
 
 Completion = Callable[[Any], "dict[str, Any] | None"]
 ListCompletion = Callable[[Sequence[Any]], "list[dict[str, Any]] | None"]
@@ -92,30 +91,17 @@ def convert(value: Any, coerce: Callable[[Any], Any], plain: frozenset[type]) ->
     return coerced
 
 
-# What a step needs, by kind: ("const",), ("link",), or ("attr", access, non_null, has
-# passthrough, has enum names, is Int, has direct, left for its column's format), where
-# access is the attribute's name, or where a record holds it (``_read``).
+# What a step needs, by kind: ("const",), ("link",), or ("attr", attribute, non_null, has
+# passthrough, has enum names, is Int, has direct, left for its column's format).
 Shape = tuple[tuple[Any, ...], ...]
 Factory = Callable[..., Completion]
 _factories: OrderedDict[Shape, Factory] = OrderedDict()
 
 
-def _read(index: int, access: str | tuple[Any, ...]) -> str:
-    """The expression reading a step's value: an attribute of the object, or, from its
-    record, an item (``int``: no client text), a function of one, or of the record."""
-    if isinstance(access, str):
-        return f"s.{access}"
-    if access[0] == "item":
-        return f"s[{int(access[1])}]"
-    if access[0] == "converted":
-        return f"A{index}(s[{int(access[1])}])"
-    return f"A{index}(s)"
-
-
 def _attribute_lines(index: int, shape: tuple[Any, ...]) -> list[str]:
-    _, access, non_null, has_passthrough, has_names, is_int, has_direct, deferred = shape
+    _, attribute, non_null, has_passthrough, has_names, is_int, has_direct, deferred = shape
     v = f"v{index}"
-    lines = [f"{v} = {_read(index, access)}"]
+    lines = [f"{v} = s.{attribute}"]
     # The usual case first: a value already of its output type is one test, not two.
     if has_passthrough:
         lines += [f"if type({v}) is P{index}:", "    pass", f"elif {v} is None:"]
@@ -161,7 +147,6 @@ def _factory(shape: Shape) -> Factory:
             ]
         else:
             parameters += [f"P{index}", f"N{index}", f"C{index}", f"T{index}", f"D{index}"]
-            parameters.append(f"A{index}")
             body += _attribute_lines(index, step)
     result = ", ".join(f"K{index}: v{index}" for index in range(len(shape)))
     source = "\n".join(
@@ -203,40 +188,28 @@ def _shape(
     is_int: Callable[[Callable[[Any], Any]], bool],
     direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
     columns: Mapping[Callable[[Any], Any], ColumnFormat],
-    layout: Mapping[str, Access] | None = None,
 ) -> tuple[Shape, list[Any]] | None:
     """A plan's shape and the generated function's arguments, or None when an attribute
     name cannot be written as source. A step whose coercion is in ``columns`` (and in
-    ``direct``) leaves a value of the direct type as it is, for its column's format.
-    With a ``layout``, values are read from records where it says (None when it lacks
-    an attribute, or the plan has a link: a link reads the object)."""
+    ``direct``) leaves a value of the direct type as it is, for its column's format."""
     shape: list[tuple[Any, ...]] = []
     arguments: list[Any] = []
     for name, attribute, non_null, passthrough, names, coerce in steps:
         arguments.append(name)
         if attribute is None:
             if is_link(passthrough):
-                if layout is not None:
-                    return None
                 shape.append(("link",))
             else:
                 shape.append(("const",))
             arguments.append(passthrough)
             continue
-        access: str | tuple[Any, ...] = attribute
-        reader = None
-        if layout is not None:
-            if attribute not in layout:
-                return None
-            kind, position, reader = layout[attribute]
-            access = (kind, position)
-        elif not attribute.isidentifier() or keyword.iskeyword(attribute):
+        if not attribute.isidentifier() or keyword.iskeyword(attribute):
             return None
         exact, function = direct.get(coerce, (None, None))
         shape.append(
             (
                 "attr",
-                access,
+                attribute,
                 bool(non_null),
                 passthrough is not None,
                 names is not None,
@@ -245,7 +218,7 @@ def _shape(
                 exact is not None and coerce in columns,
             )
         )
-        arguments += [passthrough, names, coerce, exact, function, reader]
+        arguments += [passthrough, names, coerce, exact, function]
     return tuple(shape), arguments
 
 
@@ -264,7 +237,7 @@ def compile_steps(
     ``direct`` maps a coercion to a type and a function that gives what the coercion
     gives for values of exactly that type, and never None (``DateTime``'s serializer:
     ``format_iso`` for a ``datetime``)."""
-    made = _completion(steps, is_link, is_int, plain, fallback, direct, {}, None)
+    made = _completion(steps, is_link, is_int, plain, fallback, direct, {})
     return None if made is None else made[1]
 
 
@@ -276,10 +249,9 @@ def _completion(
     fallback: Any,
     direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
     columns: Mapping[Callable[[Any], Any], ColumnFormat],
-    layout: Mapping[str, Access] | None,
 ) -> tuple[Shape, Completion] | None:
     """The shape of ``steps`` and the generated completion of one item, or None."""
-    shaped = _shape(steps, is_link, is_int, direct, columns, layout)
+    shaped = _shape(steps, is_link, is_int, direct, columns)
     if shaped is None:
         return None
     factory = _cached_factory(shaped[0])
@@ -297,18 +269,13 @@ def compile_list(
     fallback: Any,
     direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
     columns: Mapping[Callable[[Any], Any], ColumnFormat],
-    layout: Mapping[str, Access] | None = None,
 ) -> ListCompletion | None:
     """The completion of a list of objects (none of them None) whose fields of a
     ``columns`` coercion are formatted a column at a time, after the objects; None when
     no step has such a coercion, or as ``compile_steps``. ``columns`` maps a coercion to
     a function that gives, for a list of values of its direct type or None, what the
-    direct function gives for each (``format_iso_many``).
-
-    With a ``layout`` (``schema.objects.record_layout``), the list is of the records
-    whose objects the plan is for, each field read where the layout says: what the
-    object would hold, without making it. None when the layout cannot serve the plan."""
-    made = _completion(steps, is_link, is_int, plain, fallback, direct, columns, layout)
+    direct function gives for each (``format_iso_many``)."""
+    made = _completion(steps, is_link, is_int, plain, fallback, direct, columns)
     if made is None:
         return None
     shape, complete = made
@@ -317,7 +284,7 @@ def compile_list(
         for step, kind in zip(steps, shape, strict=True)
         if kind[0] == "attr" and kind[7]
     ]
-    if not formats and layout is None:
+    if not formats:
         return None  # the objects' own completion, one by one, does as well
 
     def complete_list(items: Sequence[Any]) -> list[dict[str, Any]] | None:
@@ -325,8 +292,6 @@ def compile_list(
         if None in completed:
             return None
         rows = cast("list[dict[str, Any]]", completed)
-        if not formats:
-            return rows
         try:
             for key, format_column in formats:
                 for row, text in zip(rows, format_column([row[key] for row in rows]), strict=True):

@@ -50,6 +50,7 @@ from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from gateway.times import format_iso, format_iso_many
+from schema.columnar import compile_columns
 from schema.compiled import (
     COMPILE_AFTER,
     ColumnFormat,
@@ -221,20 +222,31 @@ class LeafPlan:
         self, records: Sequence[Any], layout: Mapping[str, Access]
     ) -> list[dict[str, Any]] | None:
         """The results of the objects of ``records`` (``schema.views.RecordObjects``),
-        read from the records where ``layout`` says, without making the objects; None
-        where the objects must be made (a short or first list, a link, a shape over the
-        compile budget) or graphql-core must decide. Call ``expect`` first."""
-        if not self._compiled:
-            return None  # not compiled (yet, or at all)
+        read from the records a column at a time where ``layout`` says
+        (``schema.columnar``), without making the objects; None where the objects must
+        be made (a short list, a link) or graphql-core must decide."""
+        if len(records) < _RECORDS_BY_COLUMN_FROM:
+            return None
         by_record = self._by_record
         if by_record is None or by_record[0] is not layout:
-            by_record = self._by_record = (layout, self._compile_list(layout))
+            by_record = self._by_record = (
+                layout,
+                compile_columns(
+                    self.steps,
+                    layout,
+                    is_link=_is_link_step,
+                    is_int=_is_int_coercion,
+                    plain=_PLAIN_TYPES,
+                    direct=_DIRECT,
+                    columns=_COLUMNS,
+                ),
+            )
         complete = by_record[1]
         return None if complete is None else complete(records)
 
-    def _compile_list(self, layout: Mapping[str, Access] | None = None) -> ListCompletion | None:
-        if layout is None and not any(step[5] in _COLUMNS for step in self.steps):
-            return None  # objects, and no field to format a column at a time
+    def _compile_list(self) -> ListCompletion | None:
+        if not any(step[5] in _COLUMNS for step in self.steps):
+            return None  # no field to format a column at a time
         return compile_list(
             self.steps,
             is_link=_is_link_step,
@@ -243,7 +255,6 @@ class LeafPlan:
             fallback=_FALLBACK,
             direct=_DIRECT,
             columns=_COLUMNS,
-            layout=layout,
         )
 
     def _counted(self, source: Any) -> dict[str, Any] | None:
@@ -315,6 +326,9 @@ _DIRECT: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]] = {
 # DateTimes, measured: one orjson call and a split against four ``format_iso``).
 _COLUMNS: Mapping[Callable[[Any], Any], ColumnFormat] = {serialize_datetime: format_iso_many}
 _COLUMNS_FROM = 4
+# A list of records is completed a column at a time from this many (``schema.columnar``):
+# below it, making the objects and completing them one by one is cheaper.
+_RECORDS_BY_COLUMN_FROM = 8
 
 # Types whose values need no check before coercion (the scalar may still refuse them).
 _PLAIN_TYPES = frozenset({int, float, str, bool, datetime})
@@ -629,12 +643,12 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         plan = self._plan(object_type, grouped_field_set)
         if plan is None or plan.others is not None:
             return None
-        plan.expect(len(items))
         if lazy is not None and layout is not None:
             completed = plan.complete_records(lazy.records, layout)
             if completed is not None:
                 return completed
             items = lazy.objects()
+        plan.expect(len(items))
         complete = plan.complete
         kinds = set(map(type, items))
         if not kinds & _NOT_OBJECTS and not any(issubclass(kind, Exception) for kind in kinds):
