@@ -79,6 +79,19 @@ Reader = Callable[[Mapping[str, Any], str], Any]
 
 
 @dataclass(frozen=True, slots=True)
+class Scaled:
+    """A quick conversion the generated reader writes out instead of calling, which
+    saves a frame per value (0.1 µs; four times a record for OMA's times):
+    ``function(value / divisor, argument)`` for a value strictly between ``-bound`` and
+    ``bound``; the reader decides any other."""
+
+    function: Callable[[float, Any], Any]
+    divisor: int
+    argument: Any
+    bound: int
+
+
+@dataclass(frozen=True, slots=True)
 class FieldKind:
     """How one kind of field is read: the tolerant ``read``, the value types it returns
     as they are (``kept``), and quicker conversions for some other types (``quick``).
@@ -86,7 +99,7 @@ class FieldKind:
 
     read: Reader
     kept: frozenset[type]
-    quick: Mapping[type, Callable[[Any], Any]]
+    quick: Mapping[type, Callable[[Any], Any] | Scaled]
 
 
 TEXT = FieldKind(read_text, frozenset({str, type(None)}), {})
@@ -95,7 +108,7 @@ INT = FieldKind(read_int, frozenset({int, type(None)}), {str: int})
 
 
 def time_kind(
-    parse: Callable[[object], datetime], quick: Mapping[type, Callable[[Any], datetime]]
+    parse: Callable[[object], datetime], quick: Mapping[type, Callable[[Any], datetime] | Scaled]
 ) -> FieldKind:
     """A time field read by ``parse``, with quicker conversions for some value types."""
 
@@ -146,12 +159,26 @@ def _reader(fields: Sequence[tuple[str, FieldKind]]) -> Callable[[Mapping[str, A
         body.append(f"    if {' and '.join(kept) or 'True'}:")
         branch = "if"
         for number, (value_type, quick) in enumerate(kind.quick.items()):
-            parameters += [f"T{index}_{number}", f"Q{index}_{number}"]
-            arguments += [value_type, quick]
+            q = f"{index}_{number}"
+            parameters += [f"T{q}", f"Q{q}"]
+            test, call = f"type({v}) is T{q}", f"Q{q}({v})"
+            if isinstance(quick, Scaled):
+                parameters += [f"B{q}", f"D{q}", f"Z{q}"]
+                arguments += [
+                    value_type,
+                    quick.function,
+                    quick.bound,
+                    quick.divisor,
+                    quick.argument,
+                ]
+                test += f" and -B{q} < {v} < B{q}"
+                call = f"Q{q}({v} / D{q}, Z{q})"
+            else:
+                arguments += [value_type, quick]
             body += [
-                f"        {branch} type({v}) is T{index}_{number}:",
+                f"        {branch} {test}:",
                 "            try:",
-                f"                {v} = Q{index}_{number}({v})",
+                f"                {v} = {call}",
                 "            except QUICK_FAILS:",
                 f"                {v} = R{index}(record, N{index})",
             ]

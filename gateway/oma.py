@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 import httpx
@@ -26,6 +26,7 @@ from gateway.fields import (
     INT,
     TEXT,
     RecordFields,
+    Scaled,
     json_objects,
     new_record,
     read_int,
@@ -33,7 +34,7 @@ from gateway.fields import (
     time_kind,
 )
 from gateway.paging import fetch_all, fetch_range, joined
-from gateway.times import from_epoch_ms, from_epoch_ms_digits, parse_epoch_ms, to_epoch_ms
+from gateway.times import FLOAT_EXACT_MS, from_epoch_ms_digits, parse_epoch_ms, to_epoch_ms
 from gateway.upstream import UpstreamClient, classify_http_failure
 
 UPSTREAM = "oma"
@@ -97,7 +98,11 @@ class SubscriptionPage:
     total: int
 
 
-EPOCH_MS = time_kind(parse_epoch_ms, {int: from_epoch_ms, str: from_epoch_ms_digits})
+EPOCH_MS = time_kind(
+    parse_epoch_ms,
+    # from_epoch_ms of a number, written out in the reader: four times a record.
+    {int: Scaled(datetime.fromtimestamp, 1000, UTC, FLOAT_EXACT_MS), str: from_epoch_ms_digits},
+)
 """OMA's times: numbers, or numeric strings as often as not."""
 # OMA's names, in the order of SubscriptionRecord's fields.
 _SUBSCRIPTION_FIELDS = RecordFields(

@@ -23,7 +23,10 @@ _MAX_MS = 253_402_300_799_999
 # Below 2**32 seconds (years 1833..2106) ``value / 1000`` is within 0.24 µs of the exact
 # instant (half a float's spacing there), and ``fromtimestamp`` rounds to the nearest
 # microsecond: the exact millisecond, half the cost of adding a timedelta to the epoch.
-_FLOAT_EXACT_MS = 2**32 * 1000
+FLOAT_EXACT_MS = 2**32 * 1000
+"""Epoch milliseconds strictly within this bound are read exactly as
+``datetime.fromtimestamp(value / 1000, UTC)`` (``gateway.oma`` has its reader write
+that out)."""
 _from_timestamp = datetime.fromtimestamp
 _NUMERIC = re.compile(r"^[+-]?\d+(\.0*)?$")
 _CBC_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -34,7 +37,7 @@ _TIME_ZONE = attrgetter("tzinfo")
 
 def from_epoch_ms(value: int) -> datetime:
     """Epoch milliseconds to an aware UTC datetime; ``ValueError`` outside years 1..9999."""
-    if -_FLOAT_EXACT_MS < value < _FLOAT_EXACT_MS:
+    if -FLOAT_EXACT_MS < value < FLOAT_EXACT_MS:
         return _from_timestamp(value / 1000, UTC)
     if not _MIN_MS <= value <= _MAX_MS:
         raise ValueError(f"epoch milliseconds out of range: {value}")
