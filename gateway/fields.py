@@ -57,7 +57,7 @@ def read_time(
         return None
     try:
         return parse(value)
-    except (ValueError, OverflowError):
+    except (ValueError, OverflowError, OSError):  # OSError: fromtimestamp, on some platforms
         logger.warning("unparseable time", extra={"field": name, "value": repr(value)[:40]})
         return None
 
@@ -136,7 +136,7 @@ class RecordFields:
         """The fields' values in the order they were declared."""
 
 
-_QUICK_FAILS = (ValueError, TypeError, OverflowError)
+_QUICK_FAILS = (ValueError, TypeError, OverflowError, OSError)
 
 
 def _reader(fields: Sequence[tuple[str, FieldKind]]) -> Callable[[Mapping[str, Any]], list[Any]]:

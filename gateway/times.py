@@ -11,7 +11,8 @@ import math
 import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from operator import attrgetter
+from itertools import repeat
+from operator import attrgetter, is_
 
 import orjson
 
@@ -136,12 +137,14 @@ def format_iso_many(moments: Sequence[datetime | None]) -> list[str | None]:
     seconds of ``utcoffset()`` alone (half a second would read as ``Z``), and crashes on a
     ``tzinfo`` whose ``utcoffset`` raises. Whole seconds and whole milliseconds (all that
     either upstream holds) are written so; a sub-millisecond digit sends the column, as
-    anything else does, through ``format_iso`` value by value."""
-    kinds = set(map(type, moments))
-    if type(None) in kinds:
+    anything else does, through ``format_iso`` value by value. Types and zones are
+    compared by identity: a class or a tzinfo can make itself equal to another."""
+    if any(map(is_, moments, repeat(None))):
         present = iter(format_iso_many([moment for moment in moments if moment is not None]))
         return [None if moment is None else next(present) for moment in moments]
-    if kinds == {datetime} and set(map(_TIME_ZONE, moments)) == {UTC}:
+    if all(map(is_, map(type, moments), repeat(datetime))) and all(
+        map(is_, map(_TIME_ZONE, moments), repeat(UTC))
+    ):
         # orjson writes six fraction digits when there are any: a whole millisecond
         # ends in "000Z". After that each value is 20 characters, 24 with a fraction.
         text = orjson.dumps(moments, option=orjson.OPT_UTC_Z).decode().replace("000Z", "Z")

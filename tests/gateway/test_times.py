@@ -232,6 +232,33 @@ def test_a_column_with_an_odd_time_zone_is_formatted_as_each_value_is() -> None:
         format_iso_many([at, datetime(2020, 1, 1, tzinfo=BrokenOffset())])
 
 
+class PosingAsUtc(tzinfo):
+    """Equal to UTC, and hashed as it is, but half a second off (or raising)."""
+
+    def __init__(self, offset: timedelta | None) -> None:
+        self.offset = offset
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return hash(UTC)
+
+    def utcoffset(self, moment: datetime | None) -> timedelta | None:
+        if self.offset is None:
+            raise ValueError("no offset today")
+        return self.offset
+
+
+def test_a_zone_that_only_says_it_is_utc_is_formatted_as_each_value_is() -> None:
+    at = datetime(2020, 1, 1, tzinfo=UTC)
+    posing = datetime(2024, 1, 1, tzinfo=PosingAsUtc(timedelta(microseconds=500_000)))
+    assert format_iso_many([at, posing]) == ["2020-01-01T00:00:00Z", "2023-12-31T23:59:59.500Z"]
+    # orjson would crash the process on this one.
+    with pytest.raises(ValueError, match="no offset today"):
+        format_iso_many([at, datetime(2020, 1, 1, tzinfo=PosingAsUtc(None))])
+
+
 def test_a_column_of_whole_milliseconds_takes_one_call_of_orjson(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
