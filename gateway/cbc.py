@@ -29,7 +29,6 @@ from gateway.fields import (
     INT,
     TEXT,
     RecordFields,
-    json_objects,
     new_record,
     read_int,
     read_text,
@@ -119,8 +118,14 @@ _ID, _RESOURCE_ID, _PARENT, _IS_MAIN = (
 )
 
 
+_DECODE_PAGE = _RESOURCE_FIELDS.page_decoder("data", ("error_code", "error_msg", "total_count"))
+
+
 def parse_resource(record: Mapping[str, Any]) -> ResourceRecord:
-    values = _RESOURCE_FIELDS.read(record)
+    return _resource(_RESOURCE_FIELDS.read(record))
+
+
+def _resource(values: list[Any]) -> ResourceRecord:
     resource_id = values[_RESOURCE_ID]
     if not resource_id:
         raise ValueError("a resource record without resource_id")
@@ -232,6 +237,9 @@ class ResourcesQueryEndpoint:
             body["status_list"] = tuple(body["status_list"])
         return tuple(sorted(body.items()))
 
+    def decode(self, content: bytes) -> Any | None:
+        return _DECODE_PAGE(content)
+
     def parse(self, status: int, headers: httpx.Headers, payload: Any) -> ResourcePage:
         code = read_text(payload, "error_code") if isinstance(payload, Mapping) else None
         if code in _SUCCESS_CODES:
@@ -263,7 +271,7 @@ class ResourcesQueryEndpoint:
         if not isinstance(data, list):
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, "response data is not a list")
         try:
-            records = tuple(map(parse_resource, json_objects(data)))
+            records = tuple(map(_resource, _RESOURCE_FIELDS.read_all(data)))
         except ValueError as exc:
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, str(exc), status=status) from None
         total = read_int(payload, "total_count")

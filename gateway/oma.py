@@ -27,7 +27,6 @@ from gateway.fields import (
     TEXT,
     RecordFields,
     Scaled,
-    json_objects,
     new_record,
     read_int,
     read_text,
@@ -141,9 +140,15 @@ _SUBSCRIPTION_FIELDS = RecordFields(
 _ID, _ORDER_ID, _TRIAL = (SubscriptionRecord._fields.index(f) for f in ("id", "order_id", "trial"))
 
 
+_DECODE_PAGE = _SUBSCRIPTION_FIELDS.page_decoder("result", ("returnCode", "description", "count"))
+
+
 def parse_subscription(record: Mapping[str, Any]) -> SubscriptionRecord:
     """One record of ``result``; raises ``ValueError`` only when it cannot be identified."""
-    values = _SUBSCRIPTION_FIELDS.read(record)
+    return _subscription(_SUBSCRIPTION_FIELDS.read(record))
+
+
+def _subscription(values: list[Any]) -> SubscriptionRecord:
     if not values[_ID] or not values[_ORDER_ID]:
         raise ValueError("a subscription record without id or orderId")
     trial_flag = values[_TRIAL]
@@ -199,6 +204,9 @@ class QueryResourceEndpoint:
     def cache_params(self, query: SubscriptionQuery) -> tuple[tuple[str, object], ...]:
         return tuple(sorted(self.body(query).items()))
 
+    def decode(self, content: bytes) -> Any | None:
+        return _DECODE_PAGE(content)
+
     def parse(self, status: int, headers: httpx.Headers, payload: Any) -> SubscriptionPage:
         if status != 200:
             message = "upstream refused the request"
@@ -226,7 +234,7 @@ class QueryResourceEndpoint:
                 ErrorKind.BAD_RESPONSE, UPSTREAM, "response has no result list", status=status
             )
         try:
-            records = tuple(map(parse_subscription, json_objects(result)))
+            records = tuple(map(_subscription, _SUBSCRIPTION_FIELDS.read_all(result)))
         except ValueError as exc:
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, str(exc), status=status) from None
         count = read_int(fields, "count")

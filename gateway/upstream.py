@@ -58,6 +58,11 @@ class Endpoint(Protocol[Q, P]):
         """The normalised parameters that identify the answer."""
         ...
 
+    def decode(self, content: bytes) -> Any | None:
+        """A 200 answer's body decoded for ``parse``, quicker than as general JSON
+        (``gateway.fields.RecordFields.page_decoder``), or None to decode it so."""
+        ...
+
     def parse(self, status: int, headers: httpx.Headers, payload: Any) -> P:
         """Turn a decoded response into a typed page, or raise ``UpstreamError``."""
         ...
@@ -177,7 +182,9 @@ class UpstreamClient(Generic[Qx, P]):
                 raise UpstreamError(ErrorKind.TIMEOUT, name, "upstream timed out") from None
             except httpx.HTTPError as exc:
                 raise _unavailable(name, f"connection failed ({type(exc).__name__})") from None
-            payload = _decode_json(name, answer)
+            payload = endpoint.decode(answer.content) if answer.status == 200 else None
+            if payload is None:
+                payload = _decode_json(name, answer)
             page = endpoint.parse(answer.status, answer.headers, payload)
             outcome = "ok"
             return page

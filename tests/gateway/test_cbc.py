@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.caller import Caller
-from gateway.cbc import MAX_PAGE_SIZE, PATH, ResourceQuery
+from gateway.cbc import _RESOURCE_FIELDS, MAX_PAGE_SIZE, PATH, RESOURCES_QUERY, ResourceQuery
 from gateway.clients import Upstreams
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from tests.support.helpers import load_fixture
+from tests.support.json_answers import answer_bodies, json_values, outcome
 from tests.support.upstream_mocks import Recorder
 
 SEED_QUERY = ResourceQuery(
@@ -256,3 +260,31 @@ def test_a_query_for_one_page_is_itself_when_it_asks_for_that_page() -> None:
     second = whole_order.page(MAX_PAGE_SIZE, 20)
     assert (second.order_id, second.offset, second.limit) == ("CS1", MAX_PAGE_SIZE, 20)
     assert (whole_order.offset, whole_order.limit) == (0, MAX_PAGE_SIZE)
+
+
+@settings(max_examples=300)
+@given(
+    answer_bodies(
+        "data",
+        _RESOURCE_FIELDS.names,
+        {
+            "error_code": st.sampled_from(["", "0", "CBC.0000", "CBC.0100", None, 0]),
+            "error_msg": json_values,
+            "total_count": st.one_of(st.integers(0, 2000), json_values),
+        },
+    )
+)
+def test_an_answer_decoded_the_quick_way_is_what_general_json_makes_of_it(body: bytes) -> None:
+    logging.disable(logging.WARNING)
+    try:
+        assert outcome(RESOURCES_QUERY, body, quick=True) == outcome(
+            RESOURCES_QUERY, body, quick=False
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_the_documented_example_takes_the_quick_way() -> None:
+    body = orjson.dumps(load_fixture("cbc_example_response.json"))
+    assert RESOURCES_QUERY.decode(body) is not None
+    assert outcome(RESOURCES_QUERY, body, quick=True) == outcome(RESOURCES_QUERY, body, quick=False)

@@ -9,12 +9,15 @@ from datetime import UTC, datetime
 import httpx
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.caller import Caller
 from gateway.clients import Upstreams
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
-from gateway.oma import PATH, SubscriptionQuery
+from gateway.oma import _SUBSCRIPTION_FIELDS, PATH, QUERY_RESOURCE, SubscriptionQuery
 from tests.support.helpers import load_fixture
+from tests.support.json_answers import answer_bodies, json_values, outcome
 from tests.support.upstream_mocks import Recorder, example_oma_response
 
 
@@ -356,3 +359,31 @@ async def test_a_try_never_outlasts_the_calls_deadline(
     timeout = recorder.requests[0].extensions["timeout"]
     assert timeout["read"] == pytest.approx(read, abs=0.05)
     assert timeout["connect"] == pytest.approx(connect, abs=0.05)
+
+
+@settings(max_examples=300)
+@given(
+    answer_bodies(
+        "result",
+        _SUBSCRIPTION_FIELDS.names,
+        {
+            "returnCode": st.sampled_from(["0", 0, "1", None, ""]),
+            "description": json_values,
+            "count": st.one_of(st.integers(0, 2000), json_values),
+        },
+    )
+)
+def test_an_answer_decoded_the_quick_way_is_what_general_json_makes_of_it(body: bytes) -> None:
+    logging.disable(logging.WARNING)
+    try:
+        assert outcome(QUERY_RESOURCE, body, quick=True) == outcome(
+            QUERY_RESOURCE, body, quick=False
+        )
+    finally:
+        logging.disable(logging.NOTSET)
+
+
+def test_the_documented_example_takes_the_quick_way() -> None:
+    body = orjson.dumps(load_fixture("oma_example_response.json"))
+    assert QUERY_RESOURCE.decode(body) is not None
+    assert outcome(QUERY_RESOURCE, body, quick=True) == outcome(QUERY_RESOURCE, body, quick=False)

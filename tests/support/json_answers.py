@@ -1,0 +1,78 @@
+"""Hypothesis strategies for what an upstream's JSON may hold, odd forms included."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from hypothesis import strategies as st
+
+# Numbers as strings, padded numbers, empty strings, booleans, out-of-range times,
+# integers past 64 bits, nested values.
+json_values: st.SearchStrategy[Any] = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from(["", " 7 ", "12", "1.0", "x", "2023-03-23T08:07:34Z", "1679558854000"]),
+    # Epoch milliseconds as text, in the forms int() and the readers may disagree on.
+    st.sampled_from(["+12", "-12", " 12", "1_000", "\u0661\u0662", "00012", "12.00", "9" * 16]),
+    st.integers(min_value=-(2**50), max_value=2**50).map(str),
+    st.text(max_size=12),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=2), st.integers(), max_size=1),
+)
+
+
+def mostly(
+    usual: st.SearchStrategy[Any], odd: st.SearchStrategy[Any], one_in: int
+) -> st.SearchStrategy[Any]:
+    """``odd`` about once in ``one_in`` draws, else ``usual``."""
+    return st.integers(1, one_in).flatmap(lambda draw: odd if draw == 1 else usual)
+
+
+def answer_bodies(
+    list_key: str, names: Sequence[str], others: dict[str, st.SearchStrategy[Any]]
+) -> st.SearchStrategy[bytes]:
+    """JSON answers with records under ``list_key``: mostly plain, with ``names`` from
+    usual values, sometimes an odd value, an item that is not an object, a key twice, no
+    list at all; and the ``others`` keys, each maybe missing. Written by ``json``, which
+    also writes what is not JSON (NaN, integers past what orjson reads)."""
+    usual = st.one_of(st.none(), st.text(max_size=6), st.integers(-(2**40), 2**40), st.booleans())
+    # Mostly plain, so that many answers take the quick way and each odd part decides.
+    value = mostly(usual, json_values, one_in=60)
+    record = st.fixed_dictionaries({}, optional={name: value for name in names})
+    item = mostly(record, json_values, one_in=20)
+    listed = mostly(st.lists(item, max_size=5), json_values, one_in=10)
+    answer = st.fixed_dictionaries({list_key: listed}, optional=others)
+    as_text = answer.map(lambda value: json.dumps(value, allow_nan=True))
+    # A key written twice: JSON allows it, and the last one counts.
+    doubled = st.tuples(answer, st.sampled_from(names), json_values).map(
+        lambda parts: (
+            json.dumps(parts[0])[:-1]
+            + ("," if len(parts[0]) else "")
+            + f"{json.dumps(list_key)}: [{{{json.dumps(parts[1])}: 1, {json.dumps(parts[1])}: "
+            + f"{json.dumps(parts[2])}}}]}}"
+        )
+    )
+    return st.one_of(as_text, as_text, as_text, doubled).map(str.encode)
+
+
+def outcome(endpoint: Any, body: bytes, *, quick: bool) -> str:
+    """What ``endpoint`` makes of a 200 answer, decoded the quick way (``decode``,
+    falling back as the client does) or as general JSON: the page, or the error, as
+    text, so that types count too (``True`` is not ``1``)."""
+    import httpx
+    import orjson
+
+    from gateway.errors import UpstreamError
+
+    payload = endpoint.decode(body) if quick else None
+    try:
+        if payload is None:
+            payload = orjson.loads(body)
+        return repr(endpoint.parse(200, httpx.Headers(), payload))
+    except (UpstreamError, orjson.JSONDecodeError) as exc:
+        return f"{type(exc).__name__}: {exc}"
