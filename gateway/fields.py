@@ -151,19 +151,25 @@ class RecordFields:
     ) -> Callable[[bytes], dict[str, Any] | None]:
         """``decode(content)``: an answer of records under ``list_key`` as general JSON
         decoding gives it, except that the records come as ``RecordValues``: the values of
-        these fields, in order, for ``read_values``. Of the other keys only ``others``.
+        these fields, in order, for ``read_values``.
 
         One pass of msgspec, in C, puts each record's values in place: orjson's dicts and
         a dict lookup per field (0.9 µs a record of 29 fields) are not made. The answer
         is None (the general decoding then decides) for anything but the plain case: not
         an object, no list of objects under ``list_key``, a field holding an array or an
-        object, an integer beyond 64 bits (which orjson may read as a float)."""
+        object, an integer beyond signed 64 bits (which orjson may read as a float), or a
+        key other than these fields and ``others``: msgspec would skip its value without
+        checking it as orjson does (its UTF-8, its numbers' range, its depth)."""
         record = msgspec.defstruct(
-            "Record", [(name, _Scalar, None) for name in self.names], gc=False
+            f"{list_key}_record",
+            [(name, _Scalar, None) for name in self.names],
+            forbid_unknown_fields=True,
+            gc=False,
         )
         page = msgspec.defstruct(
-            "Page",
+            f"{list_key}_page",
             [(list_key, list[record]), *((name, _Scalar, msgspec.UNSET) for name in others)],  # type: ignore[valid-type]
+            forbid_unknown_fields=True,
             gc=False,
         )
         decoder = msgspec.json.Decoder(page)
@@ -172,7 +178,7 @@ class RecordFields:
         def decode(content: bytes) -> dict[str, Any] | None:
             try:
                 decoded = decoder.decode(content)
-            except msgspec.MsgspecError:
+            except (msgspec.MsgspecError, RecursionError):  # RecursionError: deep nesting
                 return None
             answer = {
                 name: value

@@ -43,10 +43,11 @@ def answer_bodies(
     usual = st.one_of(st.none(), st.text(max_size=6), st.integers(-(2**40), 2**40), st.booleans())
     # Mostly plain, so that many answers take the quick way and each odd part decides.
     value = mostly(usual, json_values, one_in=60)
-    record = st.fixed_dictionaries({}, optional={name: value for name in names})
+    # "extra": a key the upstream does not document.
+    record = st.fixed_dictionaries({}, optional={name: value for name in [*names, "extra"]})
     item = mostly(record, json_values, one_in=20)
     listed = mostly(st.lists(item, max_size=5), json_values, one_in=10)
-    answer = st.fixed_dictionaries({list_key: listed}, optional=others)
+    answer = st.fixed_dictionaries({list_key: listed}, optional={**others, "extra": json_values})
     as_text = answer.map(lambda value: json.dumps(value, allow_nan=True))
     # A key written twice: JSON allows it, and the last one counts.
     doubled = st.tuples(answer, st.sampled_from(names), json_values).map(
@@ -62,17 +63,58 @@ def answer_bodies(
 
 def outcome(endpoint: Any, body: bytes, *, quick: bool) -> str:
     """What ``endpoint`` makes of a 200 answer, decoded the quick way (``decode``,
-    falling back as the client does) or as general JSON: the page, or the error, as
-    text, so that types count too (``True`` is not ``1``)."""
+    falling back as the client does) or as general JSON: the page or the error, and the
+    readers' warnings, as text, so that types count too (``True`` is not ``1``)."""
+    import logging
+
     import httpx
     import orjson
 
     from gateway.errors import UpstreamError
 
-    payload = endpoint.decode(body) if quick else None
+    warnings: list[tuple[str, object, object]] = []
+
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            fields = record.__dict__
+            warnings.append((record.getMessage(), fields.get("field"), fields.get("value")))
+
+    logger = logging.getLogger("gateway.upstream")
+    kept = Kept(logging.WARNING)
+    logger.addHandler(kept)
+    propagate, logger.propagate = logger.propagate, False
     try:
+        payload = endpoint.decode(body) if quick else None
         if payload is None:
             payload = orjson.loads(body)
-        return repr(endpoint.parse(200, httpx.Headers(), payload))
+        answer = repr(endpoint.parse(200, httpx.Headers(), payload))
     except (UpstreamError, orjson.JSONDecodeError) as exc:
-        return f"{type(exc).__name__}: {exc}"
+        answer = repr(exc)
+    finally:
+        logger.removeHandler(kept)
+        logger.propagate = propagate
+    return f"{answer}\nwarnings: {warnings!r}"
+
+
+# Answers orjson refuses whose odd part sits where a decoder might skip it unchecked.
+ODD_BODIES = [
+    b"[" * 1100 + b"]" * 1100,
+    b'"\xff"',  # not UTF-8
+    b"1e400",
+    b"-1e400",
+    b"1" * 401,
+    b'"\xc0\xaf"',  # not UTF-8
+    b'"\xed\xa0\x80"',  # not UTF-8
+]
+
+
+def with_odd_parts(list_key: str, name: str) -> list[bytes]:
+    """Plain answers with each odd part under an undocumented key, at the top and in a
+    record, and as a documented field's value."""
+    bodies = []
+    for odd in ODD_BODIES:
+        record = b'{"' + name.encode() + b'": "a", "extra": ' + odd + b"}"
+        bodies.append(b'{"' + list_key.encode() + b'": [' + record + b"]}")
+        bodies.append(b'{"' + list_key.encode() + b'": [], "extra": ' + odd + b"}")
+        bodies.append(b'{"' + list_key.encode() + b'": [{"' + name.encode() + b'": ' + odd + b"}]}")
+    return bodies
