@@ -9,7 +9,7 @@ fields go missing. A reader turns what arrived into the documented type, or
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
@@ -104,7 +104,8 @@ class FieldKind:
     quick: Mapping[type, Callable[[Any], Any] | Scaled]
 
 
-TEXT = FieldKind(read_text, frozenset({str, type(None)}), {})
+_TEXT_ONLY: frozenset[type] = frozenset({str, type(None)})
+TEXT = FieldKind(read_text, _TEXT_ONLY, {})
 # int() strips whitespace as read_int does; "" and anything else it refuses go to read_int.
 INT = FieldKind(read_int, frozenset({int, type(None)}), {str: int})
 
@@ -133,17 +134,21 @@ class RecordFields:
     """
 
     def __init__(self, fields: Sequence[tuple[str, FieldKind]]) -> None:
+        self.fields = tuple(fields)
         self.names = tuple(name for name, _ in fields)
         self.read: Callable[[Mapping[str, Any]], list[Any]] = _reader(fields)
         """The fields' values in the order they were declared."""
         self.read_values: Callable[[Sequence[Any]], list[Any]] = _reader(fields, positional=True)
         """The same, from the values as they arrived, in that order (``page_decoder``)."""
+        self._read_typed_values = _reader(fields, positional=True, typed=True)
+        self._text = [kind.kept == _TEXT_ONLY for _, kind in fields]
 
     def read_all(self, records: list[Any]) -> Iterator[list[Any]]:
         """Each record's values: of a ``RecordValues`` (``page_decoder``), or of the
         objects of a JSON list (anything else in it skipped)."""
         if type(records) is RecordValues:
-            return map(self.read_values, records)
+            read = self._read_typed_values if records.typed else self.read_values
+            return map(read, records)
         return map(self.read, json_objects(records))
 
     def page_decoder(
@@ -160,32 +165,30 @@ class RecordFields:
         object, an integer beyond signed 64 bits (which orjson may read as a float), or a
         key other than these fields and ``others``: msgspec would skip its value without
         checking it as orjson does (its UTF-8, its numbers' range, its depth)."""
-        record = msgspec.defstruct(
-            f"{list_key}_record",
-            [(name, _Scalar, None) for name in self.names],
-            forbid_unknown_fields=True,
-            gc=False,
+        # Tried first, the text fields typed as text: when msgspec finds them so, their
+        # reader has nothing to test (a field of a text-only kind keeps a str or None).
+        typed = _page_decoder(
+            list_key, others, [str | None if text else _Scalar for text in self._text], self.names
         )
-        page = msgspec.defstruct(
-            f"{list_key}_page",
-            [(list_key, list[record]), *((name, _Scalar, msgspec.UNSET) for name in others)],  # type: ignore[valid-type]
-            forbid_unknown_fields=True,
-            gc=False,
-        )
-        decoder = msgspec.json.Decoder(page)
+        loose = _page_decoder(list_key, others, [_Scalar] * len(self.names), self.names)
         astuple = msgspec.structs.astuple
 
         def decode(content: bytes) -> dict[str, Any] | None:
             try:
-                decoded = decoder.decode(content)
+                decoded, text_typed = typed.decode(content), True
             except (msgspec.MsgspecError, RecursionError):  # RecursionError: deep nesting
-                return None
+                try:
+                    decoded, text_typed = loose.decode(content), False
+                except (msgspec.MsgspecError, RecursionError):
+                    return None
             answer = {
                 name: value
                 for name in others
                 if (value := getattr(decoded, name)) is not msgspec.UNSET
             }
-            answer[list_key] = RecordValues(map(astuple, getattr(decoded, list_key)))
+            answer[list_key] = RecordValues(
+                map(astuple, getattr(decoded, list_key)), typed=text_typed
+            )
             return answer
 
         return decode
@@ -193,7 +196,32 @@ class RecordFields:
 
 class RecordValues(list[tuple[Any, ...]]):
     """A list of records as ``RecordFields.page_decoder`` decodes them: each the values
-    of the fields in order, as they arrived, for ``RecordFields.read_values``."""
+    of the fields in order, as they arrived, for ``RecordFields.read_values``; ``typed``
+    when every text field is known to hold a str or None."""
+
+    __slots__ = ("typed",)
+
+    def __init__(self, records: Iterable[tuple[Any, ...]] = (), *, typed: bool = False) -> None:
+        super().__init__(records)
+        self.typed = typed
+
+
+def _page_decoder(
+    list_key: str, others: Sequence[str], types: Sequence[Any], names: Sequence[str]
+) -> msgspec.json.Decoder[Any]:
+    record = msgspec.defstruct(
+        f"{list_key}_record",
+        [(name, field_type, None) for name, field_type in zip(names, types, strict=True)],
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    page = msgspec.defstruct(
+        f"{list_key}_page",
+        [(list_key, list[record]), *((name, _Scalar, msgspec.UNSET) for name in others)],  # type: ignore[valid-type]
+        forbid_unknown_fields=True,
+        gc=False,
+    )
+    return msgspec.json.Decoder(page)
 
 
 # What a field may hold on the quick way: integers within 64 bits, signed, which orjson
@@ -205,13 +233,14 @@ _QUICK_FAILS = (ValueError, TypeError, OverflowError, OSError)
 
 
 def _reader(
-    fields: Sequence[tuple[str, FieldKind]], *, positional: bool = False
+    fields: Sequence[tuple[str, FieldKind]], *, positional: bool = False, typed: bool = False
 ) -> Callable[[Any], list[Any]]:
     """``read(record)`` for fields of these kinds, named by the arguments ``N0``...:
     each value kept when its type is one of ``kept``, converted by ``quick`` for its
     type (or by the reader where that raises), else read by the kind's reader.
     ``positional``: ``read(values)``, the fields' values in order; a kind's reader
-    then reads its value from a record of that one field."""
+    then reads its value from a record of that one field. ``typed``: each value of a
+    text-only kind is known to be a str or None, kept without a test."""
     parameters: list[str] = []
     arguments: list[Any] = []
     if positional:
@@ -222,6 +251,8 @@ def _reader(
         v = f"v{index}"
         parameters += [f"N{index}", f"R{index}"]
         arguments += [name, kind.read]
+        if typed and kind.kept == _TEXT_ONLY:
+            continue
         kept = [f"{v} is not None"] if type(None) in kind.kept else []
         for number, value_type in enumerate(t for t in kind.kept if t is not type(None)):
             parameters.append(f"K{index}_{number}")

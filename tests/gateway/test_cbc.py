@@ -15,8 +15,9 @@ from gateway.caller import Caller
 from gateway.cbc import _RESOURCE_FIELDS, MAX_PAGE_SIZE, PATH, RESOURCES_QUERY, ResourceQuery
 from gateway.clients import Upstreams
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
+from gateway.fields import TEXT
 from tests.support.helpers import load_fixture
-from tests.support.json_answers import answer_bodies, json_values, outcome, with_odd_parts
+from tests.support.json_answers import answer_bodies, json_values, mostly, outcome, with_odd_parts
 from tests.support.upstream_mocks import Recorder
 
 SEED_QUERY = ResourceQuery(
@@ -268,9 +269,11 @@ def test_a_query_for_one_page_is_itself_when_it_asks_for_that_page() -> None:
         _RESOURCE_FIELDS.names,
         {
             "error_code": st.sampled_from(["", "0", "CBC.0000", "CBC.0100", None, 0]),
-            "error_msg": json_values,
-            "total_count": st.one_of(st.integers(0, 2000), json_values),
+            "error_msg": mostly(st.text(max_size=8), json_values, one_in=4),
+            "total_count": mostly(st.integers(0, 2000), json_values, one_in=4),
         },
+        texts=[name for name, kind in _RESOURCE_FIELDS.fields if kind is TEXT],
+        identifying=["resource_id"],
     )
 )
 def test_an_answer_decoded_the_quick_way_is_what_general_json_makes_of_it(body: bytes) -> None:

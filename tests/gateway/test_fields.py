@@ -151,7 +151,18 @@ def test_a_plain_page_is_decoded_straight_into_values() -> None:
         "items": [("x", None, 1679558854000, None, None), (None,) * 5],
     }
     assert decoded is not None and type(decoded["items"]) is RecordValues
+    assert decoded["items"].typed  # its text field held text or null: read without a test
     assert PAGE(b'{"items": []}') == {"items": []}  # a key that is missing stays missing
+
+
+def test_a_page_with_a_number_in_a_text_field_is_decoded_the_loose_way() -> None:
+    decoded = PAGE(b'{"items": [{"a": 5, "b": "7"}, {"a": "x"}]}')
+    assert decoded is not None and not decoded["items"].typed
+    fields = RecordFields(FIELDS)
+    assert [typed(values) for values in fields.read_all(decoded["items"])] == [
+        typed(["5", 7, None, None, None]),
+        typed(["x", None, None, None, None]),
+    ]
 
 
 @pytest.mark.parametrize(

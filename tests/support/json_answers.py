@@ -34,23 +34,39 @@ def mostly(
 
 
 def answer_bodies(
-    list_key: str, names: Sequence[str], others: dict[str, st.SearchStrategy[Any]]
+    list_key: str,
+    names: Sequence[str],
+    others: dict[str, st.SearchStrategy[Any]],
+    texts: Sequence[str] = (),
+    identifying: Sequence[str] = (),
 ) -> st.SearchStrategy[bytes]:
     """JSON answers with records under ``list_key``: mostly plain, with ``names`` from
     usual values, sometimes an odd value, an item that is not an object, a key twice, no
-    list at all; and the ``others`` keys, each maybe missing. Written by ``json``, which
-    also writes what is not JSON (NaN, integers past what orjson reads)."""
+    list at all; and the ``others`` keys, each maybe missing. Fields in ``texts`` mostly
+    hold text or null, and those in ``identifying`` (without which a record is refused)
+    mostly some text. Written by ``json``, which also writes what is not JSON (NaN,
+    integers past what orjson reads)."""
     usual = st.one_of(st.none(), st.text(max_size=6), st.integers(-(2**40), 2**40), st.booleans())
     # Mostly plain, so that many answers take the quick way and each odd part decides.
     value = mostly(usual, json_values, one_in=60)
-    # "extra": a key the upstream does not document.
-    record = st.fixed_dictionaries({}, optional={name: value for name in [*names, "extra"]})
+    text = mostly(st.one_of(st.none(), st.text(max_size=6)), value, one_in=50)
+    plain = st.fixed_dictionaries(
+        {name: st.text(min_size=1, max_size=6) for name in identifying},
+        optional={
+            name: text if name in texts else value for name in names if name not in identifying
+        },
+    )
+    anonymous = st.fixed_dictionaries({}, optional={name: value for name in names})
+    record = mostly(plain, anonymous, one_in=20)
+    # "extra": a key the upstream does not document, now and then.
+    record = mostly(record, st.tuples(record, json_values).map(with_extra), one_in=30)
     item = mostly(record, json_values, one_in=20)
     listed = mostly(st.lists(item, max_size=5), json_values, one_in=10)
-    answer = st.fixed_dictionaries({list_key: listed}, optional={**others, "extra": json_values})
+    answer = st.fixed_dictionaries({list_key: listed}, optional=others)
+    answer = mostly(answer, st.tuples(answer, json_values).map(with_extra), one_in=10)
     as_text = answer.map(lambda value: json.dumps(value, allow_nan=True))
     # A key written twice: JSON allows it, and the last one counts.
-    doubled = st.tuples(answer, st.sampled_from(names), json_values).map(
+    doubled = st.tuples(answer, st.sampled_from(names), value).map(
         lambda parts: (
             json.dumps(parts[0])[:-1]
             + ("," if len(parts[0]) else "")
@@ -58,7 +74,11 @@ def answer_bodies(
             + f"{json.dumps(parts[2])}}}]}}"
         )
     )
-    return st.one_of(as_text, as_text, as_text, doubled).map(str.encode)
+    return mostly(as_text, doubled, one_in=8).map(str.encode)
+
+
+def with_extra(parts: tuple[dict[str, Any], Any]) -> dict[str, Any]:
+    return {**parts[0], "extra": parts[1]}
 
 
 def outcome(endpoint: Any, body: bytes, *, quick: bool) -> str:
