@@ -67,13 +67,22 @@ _EXPIRE_POLICIES = {code: member for member, code in EXPIRE_POLICY_CODES.items()
 E = TypeVar("E", bound=enum.Enum)
 
 
+# Undocumented values already reported: once each, not once per record per request (a
+# connection's nodes are converted from their records on every request). Bounded: past
+# it, every sighting is reported again.
+_REPORTED: set[tuple[int, int]] = set()  # (id of the enum's table, value)
+_MAX_REPORTED = 1024
+
+
 def _lookup(table: dict[int, E], value: int | None, what: str) -> E | None:
     if value is None:
         return None
     member = table.get(value)
-    if member is None:
+    if member is None and (id(table), value) not in _REPORTED:
         # A value the documentation does not list: null is honest, a crash is not.
         logger.warning("undocumented enum value", extra={"field": what, "value": value})
+        if len(_REPORTED) < _MAX_REPORTED:
+            _REPORTED.add((id(table), value))
     return member
 
 
