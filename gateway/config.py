@@ -128,6 +128,11 @@ class ServerSettings:
     (CPython's default is 700). A request makes thousands of short-lived objects that
     reference counting already frees; collecting every 700 allocations costs a third of
     a warm request's CPU (``python -m bench.run``). 0 turns the collector off."""
+    max_replicas: int = 1
+    """Replicas that may run at once (an autoscaler's maximum). With Redis, each replica
+    learns from it how many are alive and, while Redis is down, takes its share of each
+    upstream's rate limit; one that has not heard from Redis yet (down since it started)
+    takes 1/``max_replicas``, so that together they never go past the quota."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -353,4 +358,5 @@ class _EnvReader:
             ).upper(),
             otel_enabled=self.flag("GATEWAY_OTEL_ENABLED", d.otel_enabled),
             gc_threshold=self.integer("GATEWAY_GC_THRESHOLD", d.gc_threshold, minimum=0),
+            max_replicas=self.integer("GATEWAY_MAX_REPLICAS", d.max_replicas, minimum=1),
         )

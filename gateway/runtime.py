@@ -78,5 +78,6 @@ def shared_rate_limiters(settings: Settings) -> tuple[redis.Redis, dict[str, Rat
             client=client,
             max_wait=upstream.rate_limit_max_wait,
             timeout=settings.cache.operation_timeout,
+            replicas=settings.server.max_replicas,
         )
     return client, limiters

@@ -8,7 +8,8 @@ the replica falls back to an in-process limiter, so Redis stays an accelerator
 and never a dependency of correctness. That limiter takes this replica's share of
 the quota: each reservation also tells Redis the replica is alive and learns how
 many are, so while Redis is down the replicas together keep to the quota instead
-of each spending all of it.
+of each spending all of it. A replica that has not heard from Redis since it started
+takes the share of the most replicas that may run (``GATEWAY_MAX_REPLICAS``).
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ class RedisRateLimiter:
         max_wait: float,
         burst: float | None = None,
         timeout: float = 0.1,
+        replicas: int = 1,
     ) -> None:
+        """``replicas``: how many to share the quota among until Redis has said how many
+        are alive (the most that may run: a replica that never reaches Redis must not
+        take the whole quota)."""
         self.upstream = upstream
         self.quota = rate
         """Requests per second for the whole deployment."""
@@ -76,9 +81,10 @@ class RedisRateLimiter:
         self._max_wait = max_wait
         self._max_wait_ms = int(max_wait * 1000)
         self._replica = uuid.uuid4().hex
-        self.replicas = 1
-        """Replicas alive when Redis last answered; each takes its share while it is down."""
-        self._fallback: RateLimiter = TokenBucket(upstream, rate, max_wait=max_wait)
+        self.replicas = max(1, replicas)
+        """Replicas alive when Redis last answered (until then, the most that may run);
+        each takes its share while Redis is down."""
+        self._fallback: RateLimiter = TokenBucket(upstream, rate / self.replicas, max_wait=max_wait)
         self._interval_ms = 1000.0 / rate if rate > 0 else 0.0
         # The same burst as the in-process limiter (``TokenBucket``): the rate.
         burst = rate if burst is None else burst

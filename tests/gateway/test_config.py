@@ -28,6 +28,7 @@ def test_every_variable_is_read() -> None:
         "GATEWAY_PORT": "9000",
         "GATEWAY_ALLOW_BATCHING": "true",
         "GATEWAY_GC_THRESHOLD": "20000",
+        "GATEWAY_MAX_REPLICAS": "6",
     }
     settings = Settings.from_env(env)
     assert settings.profile == "development" and settings.graphiql_enabled
@@ -40,6 +41,7 @@ def test_every_variable_is_read() -> None:
     assert settings.server.cors_origins == ("https://a.example", "https://b.example")
     assert settings.server.port == 9000
     assert settings.server.gc_threshold == 20000
+    assert settings.server.max_replicas == 6
 
 
 def test_every_problem_is_reported_at_once() -> None:
@@ -51,6 +53,7 @@ def test_every_problem_is_reported_at_once() -> None:
         "GATEWAY_CACHE_URL": "memcached://x",
         "GATEWAY_ALLOW_BATCHING": "perhaps",
         "GATEWAY_GC_THRESHOLD": "-5",
+        "GATEWAY_MAX_REPLICAS": "0",
     }
     with pytest.raises(ConfigError) as caught:
         Settings.from_env(env)
@@ -63,9 +66,10 @@ def test_every_problem_is_reported_at_once() -> None:
         "GATEWAY_CACHE_URL",
         "GATEWAY_ALLOW_BATCHING",
         "GATEWAY_GC_THRESHOLD",
+        "GATEWAY_MAX_REPLICAS",
     ):
         assert name in text
-    assert len(caught.value.problems) == 7
+    assert len(caught.value.problems) == 8
 
 
 def test_upstream_variables_are_documented() -> None:

@@ -12,7 +12,7 @@ import redis.asyncio as redis
 from gateway.errors import UpstreamError
 from gateway.fair_queue import FairQueue
 from gateway.shared_rate_limit import RedisRateLimiter
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, free_port
 
 
 async def test_the_shared_limit_allows_the_same_burst_as_the_in_process_one(
@@ -91,3 +91,20 @@ async def test_a_queue_in_front_expects_the_share_while_redis_is_down(
     assert 4 <= len(refused) <= 11
     assert all(retry_after is not None and retry_after > 0 for retry_after in refused)
     assert elapsed < 1.3
+
+
+async def test_a_replica_that_never_reached_redis_takes_the_share_of_the_most_replicas() -> None:
+    """Started while Redis is down, a replica cannot know how many others run: it takes
+    1/max_replicas of the quota, so that all of them together keep to it."""
+    client = redis.Redis.from_url(
+        f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.1, socket_connect_timeout=0.1
+    )
+    limiter = RedisRateLimiter("oma", 10, client=client, max_wait=9, replicas=4)
+    try:
+        waits = [await limiter.acquire()]  # finds Redis down
+        assert limiter.rate == 2.5
+        waits += await asyncio.gather(*(limiter.acquire() for _ in range(4)))
+    finally:
+        await client.aclose()
+    # A quarter of the quota: a burst of 2.5, then one slot every 400 ms.
+    assert sorted(waits) == pytest.approx([0.0, 0.0, 0.2, 0.6, 1.0], abs=0.05)

@@ -397,6 +397,14 @@ def test_every_configured_variable_is_one_the_gateway_reads(overlay: str) -> Non
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_gateway_knows_the_most_replicas_the_autoscaler_may_run(overlay: str) -> None:
+    """A pod that starts while Redis is down shares each upstream's quota among that many."""
+    hpa = one(overlay, "HorizontalPodAutoscaler", "gateway")["spec"]
+    settings = Settings.from_env(effective_environment(overlay, secrets={"gateway-redis": "x"}))
+    assert settings.server.max_replicas == hpa["maxReplicas"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_pod_environment_is_a_valid_configuration(overlay: str) -> None:
     try:
         settings = Settings.from_env(effective_environment(overlay))
