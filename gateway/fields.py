@@ -141,7 +141,6 @@ class RecordFields:
         self.read_values: Callable[[Sequence[Any]], list[Any]] = _reader(fields, positional=True)
         """The same, from the values as they arrived, in that order (``page_decoder``)."""
         self._read_typed_values = _reader(fields, positional=True, typed=True)
-        self._text = [kind.kept == _TEXT_ONLY for _, kind in fields]
 
     def read_all(self, records: list[Any]) -> Iterator[list[Any]]:
         """Each record's values: of a ``RecordValues`` (``page_decoder``), or of the
@@ -168,7 +167,10 @@ class RecordFields:
         # Tried first, the text fields typed as text: when msgspec finds them so, their
         # reader has nothing to test (a field of a text-only kind keeps a str or None).
         typed = _page_decoder(
-            list_key, others, [str | None if text else _Scalar for text in self._text], self.names
+            list_key,
+            others,
+            [str | None if kind.kept == _TEXT_ONLY else _Scalar for _, kind in self.fields],
+            self.names,
         )
         loose = _page_decoder(list_key, others, [_Scalar] * len(self.names), self.names)
         astuple = msgspec.structs.astuple

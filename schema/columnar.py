@@ -31,7 +31,7 @@ from typing import Any
 
 from graphql import Undefined
 
-from schema.compiled import ColumnFormat, ListCompletion
+from schema.compiled import ColumnFormat, ListCompletion, StepKinds
 from schema.objects import Access
 
 # A column of a list's values from its records and their columns (``zip(*records)``).
@@ -152,43 +152,34 @@ def _row_maker(keys: Sequence[str]) -> Callable[..., dict[str, Any]]:
 
 
 def compile_columns(
-    steps: Sequence[tuple[Any, ...]],
-    layout: Mapping[str, Access],
-    *,
-    is_link: Callable[[Any], bool],
-    is_int: Callable[[Callable[[Any], Any]], bool],
-    plain: frozenset[type],
-    direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
-    columns: Mapping[Callable[[Any], Any], ColumnFormat],
+    steps: Sequence[tuple[Any, ...]], layout: Mapping[str, Access], kinds: StepKinds
 ) -> ListCompletion | None:
     """The completion of a list of records whose objects a plan's steps
     (``schema.execution.LeafStep``) are for, each field read where ``layout`` says; None
     when the layout lacks an attribute or a step is a link (a link reads the object).
-
-    ``direct`` and ``columns`` are as ``schema.compiled.compile_list`` takes them; only
-    a coercion's exact type is used from ``direct``, with the format of a column of it
-    from ``columns`` (DateTime: ``datetime``, ``format_iso_many``)."""
+    Of ``kinds.direct`` only a coercion's exact type is used, with the format of a column
+    of it from ``kinds.columns`` (DateTime: ``datetime``, ``format_iso_many``)."""
     # Per step: a constant (__typename) or how to read its column and check it.
     plan: list[tuple[Any, ColumnRead, ColumnCheck] | tuple[Any, None, None]] = []
     for _, attribute, non_null, passthrough, names, coerce in steps:
         if attribute is None:
-            if is_link(passthrough):
+            if kinds.is_link(passthrough):
                 return None
             plan.append((passthrough, None, None))
             continue
         if attribute not in layout:
             return None
-        exact = direct.get(coerce, (None, None))[0]
+        exact = kinds.direct.get(coerce, (None, None))[0]
         if passthrough is not None:
             check = _as_they_are(passthrough, non_null)
         elif names is not None:
             check = _named(names, non_null)
-        elif is_int(coerce):
+        elif kinds.is_int(coerce):
             check = _ints(non_null)
-        elif exact is not None and coerce in columns:
-            check = _formatted(exact, columns[coerce], non_null)
+        elif exact is not None and coerce in kinds.columns:
+            check = _formatted(exact, kinds.columns[coerce], non_null)
         else:
-            check = _coerced(coerce, plain, non_null)
+            check = _coerced(coerce, kinds.plain, non_null)
         plan.append((None, _read_column(layout[attribute]), check))
     row = _row_maker([step[0] for step in steps])
 

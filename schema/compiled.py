@@ -30,6 +30,7 @@ import keyword
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from graphql import Undefined
@@ -37,6 +38,29 @@ from graphql import Undefined
 Completion = Callable[[Any], "dict[str, Any] | None"]
 ListCompletion = Callable[[Sequence[Any]], "list[dict[str, Any]] | None"]
 ColumnFormat = Callable[[list[Any]], Sequence[Any]]
+Coercion = Callable[[Any], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StepKinds:
+    """What a completion needs to know of the executor's steps (``schema.execution``)."""
+
+    is_link: Callable[[Any], bool]
+    """Whether a step's passthrough slot holds a link (``LinkStep``)."""
+    is_int: Callable[[Coercion], bool]
+    """Whether a coercion is Int's."""
+    plain: frozenset[type]
+    """Types whose values need no check before their coercion."""
+    fallback: Any
+    """What a link's completion answers where graphql-core must decide."""
+    direct: Mapping[Coercion, tuple[type, Coercion]] = field(default_factory=dict)
+    """A coercion to a type and a function that gives what the coercion gives for values
+    of exactly that type, and never None (DateTime's serializer: ``format_iso`` for a
+    ``datetime``)."""
+    columns: Mapping[Coercion, ColumnFormat] = field(default_factory=dict)
+    """A coercion (in ``direct``) to a function that gives, for a list of values of its
+    direct type or None, what the direct function gives for each (``format_iso_many``)."""
+
 
 # A plan compiles once it has completed this many objects in a request: a shape is
 # usually sent again, and its factory serves every later request.
@@ -183,11 +207,7 @@ def _cached_factory(shape: Shape) -> Factory | None:
 
 
 def _shape(
-    steps: Sequence[tuple[Any, ...]],
-    is_link: Callable[[Any], bool],
-    is_int: Callable[[Callable[[Any], Any]], bool],
-    direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
-    columns: Mapping[Callable[[Any], Any], ColumnFormat],
+    steps: Sequence[tuple[Any, ...]], kinds: StepKinds, columns: Mapping[Coercion, ColumnFormat]
 ) -> tuple[Shape, list[Any]] | None:
     """A plan's shape and the generated function's arguments, or None when an attribute
     name cannot be written as source. A step whose coercion is in ``columns`` (and in
@@ -197,7 +217,7 @@ def _shape(
     for name, attribute, non_null, passthrough, names, coerce in steps:
         arguments.append(name)
         if attribute is None:
-            if is_link(passthrough):
+            if kinds.is_link(passthrough):
                 shape.append(("link",))
             else:
                 shape.append(("const",))
@@ -205,7 +225,7 @@ def _shape(
             continue
         if not attribute.isidentifier() or keyword.iskeyword(attribute):
             return None
-        exact, function = direct.get(coerce, (None, None))
+        exact, function = kinds.direct.get(coerce, (None, None))
         shape.append(
             (
                 "attr",
@@ -213,7 +233,7 @@ def _shape(
                 bool(non_null),
                 passthrough is not None,
                 names is not None,
-                is_int(coerce),
+                kinds.is_int(coerce),
                 exact is not None,
                 exact is not None and coerce in columns,
             )
@@ -222,65 +242,36 @@ def _shape(
     return tuple(shape), arguments
 
 
-def compile_steps(
-    steps: Sequence[tuple[Any, ...]],
-    *,
-    is_link: Callable[[Any], bool],
-    is_int: Callable[[Callable[[Any], Any]], bool],
-    plain: frozenset[type],
-    fallback: Any,
-    direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
-) -> Completion | None:
+def compile_steps(steps: Sequence[tuple[Any, ...]], kinds: StepKinds) -> Completion | None:
     """The completion for a plan's steps (``schema.execution.LeafStep``), or None when an
-    attribute name cannot be written as source or a new shape is over budget.
-
-    ``direct`` maps a coercion to a type and a function that gives what the coercion
-    gives for values of exactly that type, and never None (``DateTime``'s serializer:
-    ``format_iso`` for a ``datetime``)."""
-    made = _completion(steps, is_link, is_int, plain, fallback, direct, {})
+    attribute name cannot be written as source or a new shape is over budget."""
+    made = _completion(steps, kinds, {})
     return None if made is None else made[1]
 
 
 def _completion(
-    steps: Sequence[tuple[Any, ...]],
-    is_link: Callable[[Any], bool],
-    is_int: Callable[[Callable[[Any], Any]], bool],
-    plain: frozenset[type],
-    fallback: Any,
-    direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
-    columns: Mapping[Callable[[Any], Any], ColumnFormat],
+    steps: Sequence[tuple[Any, ...]], kinds: StepKinds, columns: Mapping[Coercion, ColumnFormat]
 ) -> tuple[Shape, Completion] | None:
     """The shape of ``steps`` and the generated completion of one item, or None."""
-    shaped = _shape(steps, is_link, is_int, direct, columns)
+    shaped = _shape(steps, kinds, columns)
     if shaped is None:
         return None
     factory = _cached_factory(shaped[0])
     if factory is None:
         return None
-    return shaped[0], factory(*shaped[1], convert, plain, FAIL, fallback)
+    return shaped[0], factory(*shaped[1], convert, kinds.plain, FAIL, kinds.fallback)
 
 
-def compile_list(
-    steps: Sequence[tuple[Any, ...]],
-    *,
-    is_link: Callable[[Any], bool],
-    is_int: Callable[[Callable[[Any], Any]], bool],
-    plain: frozenset[type],
-    fallback: Any,
-    direct: Mapping[Callable[[Any], Any], tuple[type, Callable[[Any], Any]]],
-    columns: Mapping[Callable[[Any], Any], ColumnFormat],
-) -> ListCompletion | None:
+def compile_list(steps: Sequence[tuple[Any, ...]], kinds: StepKinds) -> ListCompletion | None:
     """The completion of a list of objects (none of them None) whose fields of a
-    ``columns`` coercion are formatted a column at a time, after the objects; None when
-    no step has such a coercion, or as ``compile_steps``. ``columns`` maps a coercion to
-    a function that gives, for a list of values of its direct type or None, what the
-    direct function gives for each (``format_iso_many``)."""
-    made = _completion(steps, is_link, is_int, plain, fallback, direct, columns)
+    ``kinds.columns`` coercion are formatted a column at a time, after the objects; None
+    when no step has such a coercion, or as ``compile_steps``."""
+    made = _completion(steps, kinds, kinds.columns)
     if made is None:
         return None
     shape, complete = made
     formats = [
-        (step[0], columns[step[5]])
+        (step[0], kinds.columns[step[5]])
         for step, kind in zip(steps, shape, strict=True)
         if kind[0] == "attr" and kind[7]
     ]
@@ -304,4 +295,11 @@ def compile_list(
     return complete_list
 
 
-__all__ = ["COMPILE_AFTER", "CompileBudget", "budget", "compile_list", "compile_steps"]
+__all__ = [
+    "COMPILE_AFTER",
+    "CompileBudget",
+    "StepKinds",
+    "budget",
+    "compile_list",
+    "compile_steps",
+]

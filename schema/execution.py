@@ -56,6 +56,7 @@ from schema.compiled import (
     ColumnFormat,
     Completion,
     ListCompletion,
+    StepKinds,
     compile_list,
     compile_steps,
 )
@@ -196,14 +197,7 @@ class LeafPlan:
         if self._uses < COMPILE_AFTER:
             self._uses += count
             if self._uses >= COMPILE_AFTER:
-                compiled = compile_steps(
-                    self.steps,
-                    is_link=_is_link_step,
-                    is_int=_is_int_coercion,
-                    plain=_PLAIN_TYPES,
-                    fallback=_FALLBACK,
-                    direct=_DIRECT,
-                )
+                compiled = compile_steps(self.steps, _KINDS)
                 self.complete = compiled if compiled is not None else self.by_steps
                 self._compiled = compiled is not None
 
@@ -229,33 +223,14 @@ class LeafPlan:
             return None
         by_record = self._by_record
         if by_record is None or by_record[0] is not layout:
-            by_record = self._by_record = (
-                layout,
-                compile_columns(
-                    self.steps,
-                    layout,
-                    is_link=_is_link_step,
-                    is_int=_is_int_coercion,
-                    plain=_PLAIN_TYPES,
-                    direct=_DIRECT,
-                    columns=_COLUMNS,
-                ),
-            )
+            by_record = self._by_record = (layout, compile_columns(self.steps, layout, _KINDS))
         complete = by_record[1]
         return None if complete is None else complete(records)
 
     def _compile_list(self) -> ListCompletion | None:
-        if not any(step[5] in _COLUMNS for step in self.steps):
+        if not any(step[5] in _KINDS.columns for step in self.steps):
             return None  # no field to format a column at a time
-        return compile_list(
-            self.steps,
-            is_link=_is_link_step,
-            is_int=_is_int_coercion,
-            plain=_PLAIN_TYPES,
-            fallback=_FALLBACK,
-            direct=_DIRECT,
-            columns=_COLUMNS,
-        )
+        return compile_list(self.steps, _KINDS)
 
     def _counted(self, source: Any) -> dict[str, Any] | None:
         self.expect(1)
@@ -332,6 +307,8 @@ _RECORDS_BY_COLUMN_FROM = 8
 
 # Types whose values need no check before coercion (the scalar may still refuse them).
 _PLAIN_TYPES = frozenset({int, float, str, bool, datetime})
+
+_KINDS = StepKinds(_is_link_step, _is_int_coercion, _PLAIN_TYPES, _FALLBACK, _DIRECT, _COLUMNS)
 
 
 def _is_plain(value: Any) -> bool:

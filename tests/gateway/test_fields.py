@@ -19,6 +19,7 @@ from gateway.fields import (
 )
 from gateway.oma import EPOCH_MS
 from gateway.times import FLOAT_EXACT_MS, from_epoch_ms, parse_cbc_time
+from tests.support.helpers import with_warnings
 from tests.support.json_answers import json_values
 
 CBC_TIME = time_kind(parse_cbc_time, {str: parse_cbc_time})
@@ -42,34 +43,15 @@ def one_by_one(record: dict[str, Any]) -> list[tuple[type, Any]]:
     return typed([kind.read(record, name) for name, kind in FIELDS])
 
 
-class Kept(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.messages: list[tuple[str, object, object]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        fields = record.__dict__
-        self.messages.append((record.getMessage(), fields.get("field"), fields.get("value")))
-
-
 @given(st.lists(records, min_size=1, max_size=6))
 def test_reading_a_record_at_once_gives_what_each_reader_gives(batch: list[dict[str, Any]]) -> None:
     """The same values, of the same types, with the same warnings."""
     fields = RecordFields(FIELDS)
-    logger = logging.getLogger("gateway.upstream")
-    kept = Kept()
-    logger.addHandler(kept)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        for record in batch:
-            at_once = typed(fields.read(record))
-            warned, kept.messages = kept.messages, []
-            assert at_once == one_by_one(record)
-            assert warned == kept.messages
-            kept.messages = []
-    finally:
-        logger.removeHandler(kept)
-        logger.propagate = propagate
+    for record in batch:
+        at_once, warned = with_warnings(fields.read, record)
+        one_at_a_time, warned_one_at_a_time = with_warnings(one_by_one, record)
+        assert typed(at_once) == one_at_a_time
+        assert warned == warned_one_at_a_time
 
 
 def test_a_field_the_quick_way_cannot_read_warns_as_its_reader_does(
@@ -122,21 +104,12 @@ def test_reading_the_values_in_order_gives_what_reading_the_record_gives(
     batch: list[dict[str, Any]],
 ) -> None:
     fields = RecordFields(FIELDS)
-    logger = logging.getLogger("gateway.upstream")
-    kept = Kept()
-    logger.addHandler(kept)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        for record in batch:
-            by_name = typed(fields.read(record))
-            warned, kept.messages = kept.messages, []
-            values = [record.get(name) for name in fields.names]
-            assert typed(fields.read_values(values)) == by_name
-            assert kept.messages == warned
-            kept.messages = []
-    finally:
-        logger.removeHandler(kept)
-        logger.propagate = propagate
+    for record in batch:
+        by_name, warned = with_warnings(fields.read, record)
+        values = [record.get(name) for name in fields.names]
+        in_order, warned_in_order = with_warnings(fields.read_values, values)
+        assert typed(in_order) == typed(by_name)
+        assert warned_in_order == warned
 
 
 PAGE = RecordFields(FIELDS).page_decoder("items", ("total", "code"))

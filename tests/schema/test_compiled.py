@@ -5,6 +5,7 @@ which run every case both ways."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 from gateway import times
 from gateway.times import from_epoch_ms
 from schema import compiled, execution
-from schema.compiled import COMPILE_AFTER, CompileBudget, compile_steps
+from schema.compiled import COMPILE_AFTER, CompileBudget, StepKinds, compile_steps
 from schema.execution import LeafPlan
 from schema.scalars import serialize_datetime
 from tests.schema.test_execution import ALL, SHORTCUT, Query, plain_item
@@ -41,9 +42,8 @@ def text_step(name: str, attribute: str = "label") -> tuple[Any, ...]:
 
 
 def build(steps: list[tuple[Any, ...]]) -> Any:
-    return compile_steps(
-        steps, is_link=NOT_A_LINK, is_int=NOT_INT, plain=PLAIN, fallback=None, direct={}
-    )
+    kinds = StepKinds(is_link=NOT_A_LINK, is_int=NOT_INT, plain=PLAIN, fallback=None)
+    return compile_steps(steps, kinds)
 
 
 class StepCounter:
@@ -95,7 +95,8 @@ async def test_a_long_lists_datetimes_take_one_call_a_column(
         columns.append(len(values))
         return real_many(values)
 
-    monkeypatch.setattr(execution, "_COLUMNS", {serialize_datetime: many})
+    kinds = dataclasses.replace(execution._KINDS, columns={serialize_datetime: many})
+    monkeypatch.setattr(execution, "_KINDS", kinds)
     items = [plain_item(i) for i in range(COMPILE_AFTER)]
     for index, item in enumerate(items):
         item.when = from_epoch_ms(1_700_000_000_000 + index)

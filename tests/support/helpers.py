@@ -1,10 +1,12 @@
-"""Helpers shared by tests: fixture files, test settings, a GraphQL client."""
+"""Helpers shared by tests: fixture files, test settings, a GraphQL client, warnings."""
 
 from __future__ import annotations
 
 import dataclasses
+import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import orjson
@@ -77,3 +79,28 @@ class GraphQLClient:
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
+
+
+T = TypeVar("T")
+Warned = list[tuple[str, object, object]]
+
+
+def with_warnings(run: Callable[..., T], *args: Any) -> tuple[T, Warned]:
+    """``run(*args)``'s result and the warnings the upstream readers logged meanwhile, each
+    as (message, field, value); they are kept from the log's other handlers."""
+    warnings: Warned = []
+
+    class Kept(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            fields = record.__dict__
+            warnings.append((record.getMessage(), fields.get("field"), fields.get("value")))
+
+    logger = logging.getLogger("gateway.upstream")
+    kept = Kept(logging.WARNING)
+    logger.addHandler(kept)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        return run(*args), warnings
+    finally:
+        logger.removeHandler(kept)
+        logger.propagate = propagate

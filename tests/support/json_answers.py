@@ -6,7 +6,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
+import orjson
 from hypothesis import strategies as st
+
+from gateway.errors import UpstreamError
+from tests.support.helpers import with_warnings
 
 # Numbers as strings, padded numbers, empty strings, booleans, out-of-range times,
 # integers past 64 bits, nested values.
@@ -85,35 +90,18 @@ def outcome(endpoint: Any, body: bytes, *, quick: bool) -> str:
     """What ``endpoint`` makes of a 200 answer, decoded the quick way (``decode``,
     falling back as the client does) or as general JSON: the page or the error, and the
     readers' warnings, as text, so that types count too (``True`` is not ``1``)."""
-    import logging
 
-    import httpx
-    import orjson
+    def answer() -> str:
+        try:
+            payload = endpoint.decode(body) if quick else None
+            if payload is None:
+                payload = orjson.loads(body)
+            return repr(endpoint.parse(200, httpx.Headers(), payload))
+        except (UpstreamError, orjson.JSONDecodeError) as exc:
+            return repr(exc)
 
-    from gateway.errors import UpstreamError
-
-    warnings: list[tuple[str, object, object]] = []
-
-    class Kept(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            fields = record.__dict__
-            warnings.append((record.getMessage(), fields.get("field"), fields.get("value")))
-
-    logger = logging.getLogger("gateway.upstream")
-    kept = Kept(logging.WARNING)
-    logger.addHandler(kept)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        payload = endpoint.decode(body) if quick else None
-        if payload is None:
-            payload = orjson.loads(body)
-        answer = repr(endpoint.parse(200, httpx.Headers(), payload))
-    except (UpstreamError, orjson.JSONDecodeError) as exc:
-        answer = repr(exc)
-    finally:
-        logger.removeHandler(kept)
-        logger.propagate = propagate
-    return f"{answer}\nwarnings: {warnings!r}"
+    text, warnings = with_warnings(answer)
+    return f"{text}\nwarnings: {warnings!r}"
 
 
 # Answers orjson refuses whose odd part sits where a decoder might skip it unchecked.
