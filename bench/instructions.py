@@ -34,10 +34,10 @@ import orjson
 
 from bench.profile import operation_query
 from bench.run import TOKEN, cache_env, gateway_env
-from gateway.app import create_app
-from gateway.cli import tune_garbage_collector
 from gateway.config import Settings
-from gateway.runtime import Gateway
+from gateway.server.app import create_app
+from gateway.server.cli import tune_garbage_collector
+from gateway.server.runtime import Gateway
 from gateway.simulator import Simulator
 from gateway.simulator.data import SimulatorConfig
 

@@ -17,8 +17,8 @@ from typing import Any
 from strawberry.dataloader import DataLoader
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gateway import cbc, oma, paging
-from gateway.cli import main
+from gateway.server.cli import main
+from gateway.upstreams import cbc, oma, paging
 from schema import build as schema_build
 from schema import context as schema_context
 from schema.loaders import load_order_resources, load_resource_families

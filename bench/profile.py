@@ -33,7 +33,7 @@ from bench.run import (
     start_simulator,
     wait_up,
 )
-from gateway.cbc import PATH as CBC_PATH
+from gateway.upstreams.cbc import PATH as CBC_PATH
 
 OPERATIONS = {
     "s1": "s1_subscriptions_100",

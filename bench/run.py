@@ -28,12 +28,12 @@ from typing import Any
 import aiohttp
 import httpx
 
-from gateway.cbc import MAX_PAGE_SIZE as CBC_PAGE
-from gateway.cbc import MAX_RESOURCE_IDS
-from gateway.cbc import PATH as CBC_PATH
-from gateway.oma import MAX_PAGE_SIZE as OMA_PAGE
-from gateway.oma import PATH as OMA_PATH
-from gateway.paging import chunks, page_spans
+from gateway.upstreams.cbc import MAX_PAGE_SIZE as CBC_PAGE
+from gateway.upstreams.cbc import MAX_RESOURCE_IDS
+from gateway.upstreams.cbc import PATH as CBC_PATH
+from gateway.upstreams.oma import MAX_PAGE_SIZE as OMA_PAGE
+from gateway.upstreams.oma import PATH as OMA_PATH
+from gateway.upstreams.paging import chunks, page_spans
 
 HERE = Path(__file__).parent
 TOKEN = "bench"
@@ -129,9 +129,11 @@ def cache_env(warm: bool) -> dict[str, str]:
     return {"GATEWAY_OMA_CACHE_TTL": ttl, "GATEWAY_CBC_CACHE_TTL": ttl}
 
 
-def start_gateway(env: dict[str, str], module: str = "gateway.cli") -> subprocess.Popen[bytes]:
+def start_gateway(
+    env: dict[str, str], module: str = "gateway.server.cli"
+) -> subprocess.Popen[bytes]:
     """``gateway serve`` (or a build of it, such as ``bench.naive``) pinned to core 0."""
-    command = [sys.executable, "-m", module] + (["serve"] if module == "gateway.cli" else [])
+    command = [sys.executable, "-m", module] + (["serve"] if module == "gateway.server.cli" else [])
     return start(pinned(0, command), env)
 
 

@@ -33,12 +33,13 @@ import uvicorn
 
 from bench.profile import operation_query
 from bench.run import TOKEN, cache_env, free_port, gateway_env, start_simulator, wait_up
-from gateway import cbc, http, oma
-from gateway.app import GatewayGraphQL, create_app
 from gateway.config import Settings
-from gateway.middleware import RequestObserver
-from gateway.runtime import Gateway
-from schema.execution import GatewayExecutor
+from gateway.server.app import GatewayGraphQL, create_app
+from gateway.server.middleware import RequestObserver
+from gateway.server.runtime import Gateway
+from gateway.upstreams import cbc, oma
+from gateway.upstreams import transport as http
+from schema.execution.executor import GatewayExecutor
 
 Event = tuple[str, float]
 

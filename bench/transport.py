@@ -20,8 +20,8 @@ from httpx_aiohttp import AiohttpTransport
 
 from bench.run import free_port, start_simulator, wait_up
 from gateway.config import Settings
-from gateway.http import UpstreamHttp
-from gateway.oma import PATH
+from gateway.upstreams.oma import PATH
+from gateway.upstreams.transport import UpstreamHttp
 
 BODY = {"limit": 10, "offset": 0}
 HEADERS = {"X-Auth-Token": "bench"}

@@ -26,7 +26,7 @@ from strawberry.types import ExecutionContext
 
 from gateway.config import LimitSettings
 from schema.errors import ErrorTranslation
-from schema.execution import GatewayExecutor
+from schema.execution.executor import GatewayExecutor
 from schema.limits import CostLimit, max_directives_rule, max_root_fields_rule
 from schema.query import Query
 from schema.scalars import SCALAR_MAP

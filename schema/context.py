@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway.caller import Caller, RequestStats
-from gateway.clients import Upstreams
 from gateway.config import LimitSettings
 from gateway.errors import ErrorKind, UpstreamError
+from gateway.upstreams.clients import Upstreams
 from schema.loaders import Loaders
 
 

@@ -44,10 +44,15 @@ from graphql.execution import VariableValues
 from graphql.execution.values import get_directive_values
 from strawberry.extensions import SchemaExtension
 
-from gateway.cbc import MAX_PAGE_SIZE as CBC_PAGE_SIZE
-from gateway.cbc import MAX_RESOURCE_IDS, QUERYABLE_STATUSES, RESOURCES_QUERY, ResourceQuery
-from gateway.oma import MAX_PAGE_SIZE as OMA_PAGE_SIZE
-from gateway.oma import QUERY_RESOURCE, SubscriptionQuery
+from gateway.upstreams.cbc import MAX_PAGE_SIZE as CBC_PAGE_SIZE
+from gateway.upstreams.cbc import (
+    MAX_RESOURCE_IDS,
+    QUERYABLE_STATUSES,
+    RESOURCES_QUERY,
+    ResourceQuery,
+)
+from gateway.upstreams.oma import MAX_PAGE_SIZE as OMA_PAGE_SIZE
+from gateway.upstreams.oma import QUERY_RESOURCE, SubscriptionQuery
 from schema.context import GatewayContext
 from schema.enums import RESOURCE_STATUS_CODES, ResourceStatus
 

@@ -15,8 +15,8 @@ from typing import Any, NamedTuple, cast
 from strawberry.dataloader import DataLoader
 
 from gateway.caller import Caller
-from gateway.cbc import MAX_PAGE_SIZE, MAX_RESOURCE_IDS, ResourceQuery, ResourceRecord
-from gateway.clients import Upstreams
+from gateway.upstreams.cbc import MAX_PAGE_SIZE, MAX_RESOURCE_IDS, ResourceQuery, ResourceRecord
+from gateway.upstreams.clients import Upstreams
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,8 +7,8 @@ from typing import Annotated
 import strawberry
 from strawberry.types import Info
 
-from gateway.cbc import MAX_ORDER_ID_LENGTH, MAX_RESOURCE_IDS, ResourcePage, ResourceQuery
 from gateway.errors import InvalidRequest
+from gateway.upstreams.cbc import MAX_ORDER_ID_LENGTH, MAX_RESOURCE_IDS, ResourcePage, ResourceQuery
 from schema.context import GatewayContext
 from schema.cursors import decode_cursor, encode_cursor
 from schema.enums import resource_status_codes

@@ -15,8 +15,8 @@ from typing import Annotated, Any, Protocol, TypeVar
 import strawberry
 from strawberry.types import Info
 
-from gateway.cbc import ResourceRecord
-from gateway.oma import SubscriptionRecord
+from gateway.upstreams.cbc import ResourceRecord
+from gateway.upstreams.oma import SubscriptionRecord
 from schema.context import GatewayContext
 from schema.cursors import encode_cursor
 from schema.enums import (
@@ -28,10 +28,10 @@ from schema.enums import (
     resource_status_codes,
     subscription_status,
 )
+from schema.execution.objects import record_maker
+from schema.execution.views import ObjectsByRecord
 from schema.links import Link
 from schema.loaders import OrderResourcesKey, ResourceFamily
-from schema.objects import record_maker
-from schema.views import ObjectsByRecord
 
 AUTO_RENEW_POLICY = 3
 T = TypeVar("T")

@@ -13,9 +13,9 @@ import httpx
 import hypothesis
 import pytest
 
-from gateway.app import create_app
 from gateway.config import Settings
-from gateway.runtime import Gateway
+from gateway.server.app import create_app
+from gateway.server.runtime import Gateway
 from gateway.simulator import Simulator, SimulatorConfig
 from tests.support.helpers import GraphQLClient, settings_for_tests
 from tests.support.upstream_mocks import make_upstreams  # noqa: F401 - a shared fixture

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from bench.naive import install
-from gateway.app import create_app
+from gateway.server.app import create_app
 from gateway.simulator import Simulator
 from tests.conftest import GatewayFactory
 from tests.support.helpers import GraphQLClient, settings_for_tests

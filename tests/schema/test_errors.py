@@ -8,9 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.app import create_app
 from gateway.config import Settings
-from gateway.runtime import Gateway
+from gateway.server.app import create_app
+from gateway.server.runtime import Gateway
 from gateway.simulator import Simulator
 from tests.conftest import GatewayFactory
 from tests.support.helpers import TOKEN, GraphQLClient, settings_for_tests

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.app import create_app
+from gateway.server.app import create_app
 from gateway.simulator import Simulator
 from tests.conftest import GatewayFactory
 from tests.support.helpers import TOKEN, GraphQLClient, batching_settings

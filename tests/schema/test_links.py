@@ -22,12 +22,12 @@ import pytest
 from graphql.execution.executor import Executor
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from gateway.app import create_app
-from gateway.runtime import Gateway
+from gateway.server.app import create_app
+from gateway.server.runtime import Gateway
 from gateway.simulator import Simulator
 from schema import build as schema_build
-from schema import execution as execution_module
-from schema.compiled import COMPILE_AFTER
+from schema.execution import executor as execution_module
+from schema.execution.compiled import COMPILE_AFTER
 from schema.links import Link
 from tests.support.helpers import TOKEN, settings_for_tests
 

@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from gateway.app import create_app
+from gateway.server.app import create_app
 from gateway.simulator import Simulator
 from gateway.times import format_iso, parse_cbc_time, parse_epoch_ms
 from tests.conftest import GatewayFactory

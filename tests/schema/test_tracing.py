@@ -8,7 +8,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway.app import create_app
+from gateway.server.app import create_app
 from tests.conftest import GatewayFactory
 from tests.support.helpers import TOKEN, settings_for_tests
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from gateway.cbc import parse_resource
-from gateway.oma import parse_subscription
+from gateway.upstreams.cbc import parse_resource
+from gateway.upstreams.oma import parse_subscription
 from schema.enums import ResourceStatus, SubscriptionStatus, subscription_status
 from schema.types import (
     CloudResource,

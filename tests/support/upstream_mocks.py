@@ -10,9 +10,9 @@ import httpx
 import orjson
 import pytest
 
-from gateway.cache import PageCache
-from gateway.clients import Upstreams, build_upstreams
+from gateway.cache.pages import PageCache
 from gateway.config import CacheSettings
+from gateway.upstreams.clients import Upstreams, build_upstreams
 from tests.support.helpers import load_fixture, settings_for_tests
 
 Handler = Callable[[httpx.Request], httpx.Response]

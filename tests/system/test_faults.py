@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gateway.app import create_app
-from gateway.runtime import Gateway
+from gateway.server.app import create_app
+from gateway.server.runtime import Gateway
 from gateway.simulator import Simulator
 from tests.support.fault_proxy import FaultProxy
 from tests.support.helpers import TOKEN, settings_for_tests

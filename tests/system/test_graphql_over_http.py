@@ -7,8 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from gateway.app import create_app
-from gateway.runtime import Gateway
+from gateway.server.app import create_app
+from gateway.server.runtime import Gateway
 from tests.support.live_server import serve
 
 AUDIT = Path(__file__).resolve().parents[1] / "audit"

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.app import create_app
+from gateway.server.app import create_app
 from gateway.simulator import Simulator
 from tests.conftest import GatewayFactory
 from tests.support.helpers import TOKEN, batching_settings, settings_for_tests

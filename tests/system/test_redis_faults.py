@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gateway.app import create_app
+from gateway.server.app import create_app
 from gateway.simulator import Simulator
 from tests.conftest import GatewayFactory
 from tests.support.helpers import settings_for_tests

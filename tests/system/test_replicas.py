@@ -15,7 +15,7 @@ import httpx
 import orjson
 import pytest
 
-from tests.gateway.test_cli import wait_until_up
+from tests.gateway.server.test_cli import wait_until_up
 from tests.support.redis_server import RedisServer, free_port
 
 RATE = 5.0
@@ -63,7 +63,7 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]
             }
             processes.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "gateway.cli", "serve"],
+                    [sys.executable, "-m", "gateway.server.cli", "serve"],
                     env=env,
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,

@@ -1,0 +1,1 @@
+"""The HTTP server and command line: app, middleware, GraphiQL, runtime, CLI."""

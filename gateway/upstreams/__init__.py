@@ -1,0 +1,1 @@
+"""The upstream clients: transport, resilience, rate limits, endpoints, OMA and CBC."""

@@ -1,0 +1,1 @@
+"""The executor: graphql-core's, with a lookahead and a shortcut for plain objects."""

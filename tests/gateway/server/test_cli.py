@@ -1,0 +1,210 @@
+"""The command line, and the real server process: start, answer, drain on SIGTERM."""
+
+from __future__ import annotations
+
+import builtins
+import gc
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from gateway.config import ServerSettings
+from gateway.server.cli import main, tune_garbage_collector
+from schema.build import SCHEMA_FILE
+from tests.support.redis_server import free_port
+
+
+def test_export_schema_prints_the_checked_in_sdl(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export-schema"]) == 0
+    assert capsys.readouterr().out == SCHEMA_FILE.read_text()
+
+
+def test_check_config_accepts_a_valid_environment(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_CACHE_URL", "redis://:hunter2@cache:6379/0")
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert "configuration is valid" in out and "hunter2" not in out
+
+
+def test_check_config_lists_every_problem(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_PORT", "eighty")
+    monkeypatch.setenv("GATEWAY_CBC_RATE_LIMIT", "-3")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert "GATEWAY_PORT" in err and "GATEWAY_CBC_RATE_LIMIT" in err
+
+
+def test_check_config_refuses_tracing_without_opentelemetry(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GATEWAY_OTEL_ENABLED without the otel extra is refused here, not at the first start."""
+    real_import = __import__
+
+    def without_tracing(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "strawberry.extensions.tracing":
+            raise ImportError("No module named 'opentelemetry'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setenv("GATEWAY_OTEL_ENABLED", "true")
+    monkeypatch.setattr(builtins, "__import__", without_tracing)
+    assert main(["check-config"]) == 2
+    assert "pip install 'oma-cbc-gateway[otel]'" in capsys.readouterr().err
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    assert main(["check-config"]) == 0  # with OpenTelemetry installed, as here
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [
+        ["serve", "--port", "99999"],
+        ["serve", "--port", "http"],
+        ["serve", "--workers", "0"],
+        ["demo", "--simulator-port", "-1"],
+    ],
+)
+def test_out_of_range_flags_are_refused_before_anything_starts(
+    arguments: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(arguments)
+    assert exited.value.code == 2  # argparse's usage error, with the reason
+    assert "argument --" in capsys.readouterr().err
+
+
+def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"process exited: {process.stderr.read() if process.stderr else ''!r}"
+            )
+        try:
+            if httpx.get(url, timeout=0.5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@pytest.fixture
+def simulator_process() -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.simulator", "--port", str(port), "--oma-latency", "1.5"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{url}/_sim/healthz", process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_sigterm_drains_readiness_then_lets_in_flight_requests_finish(
+    simulator_process: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "GATEWAY_PROFILE": "development",
+        "GATEWAY_PORT": str(port),
+        "GATEWAY_OMA_BASE_URL": simulator_process,
+        "GATEWAY_CBC_BASE_URL": simulator_process,
+        "GATEWAY_OMA_RATE_LIMIT": "0",
+        "GATEWAY_DRAIN_DELAY": "1",
+        "GATEWAY_SHUTDOWN_GRACE": "10",
+    }
+    log = (tmp_path / "gateway.log").open("w+b")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gateway.server.cli", "serve"], env=env, stdout=log, stderr=log
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_up(f"{base}/healthz", process)
+        answers: list[httpx.Response] = []
+
+        def ask(number: int) -> None:
+            answers.append(
+                httpx.post(
+                    f"{base}/graphql",
+                    json={"query": "query Slow { subscriptions(first: 3) { totalCount } }"},
+                    headers={
+                        "X-Auth-Token": f"sigterm-secret-{number}",
+                        "X-Request-Id": f"slow-{number}",
+                    },
+                    timeout=20,
+                )
+            )
+
+        # Ten requests in flight, each waiting on the slow upstream, when SIGTERM arrives.
+        in_flight = [threading.Thread(target=ask, args=(n,)) for n in range(10)]
+        for thread in in_flight:
+            thread.start()
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        ready = httpx.get(f"{base}/readyz", timeout=2)
+        assert ready.status_code == 503 and ready.json()["status"] == "draining"
+        for thread in in_flight:
+            thread.join(timeout=20)
+        assert len(answers) == 10
+        assert all(a.status_code == 200 for a in answers)
+        assert all(a.json()["data"]["subscriptions"]["totalCount"] == 301 for a in answers)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log.seek(0)
+    text = log.read().decode()
+    log.close()
+    lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert "sigterm-secret" not in json.dumps(lines)
+    (request_line,) = [line for line in lines if line.get("request_id") == "slow-1"]
+    assert request_line["operation"] == "Slow"
+    assert request_line["status"] == 200 and request_line["upstream_calls"] == 1
+    assert any(line["message"].startswith("draining") for line in lines)
+
+
+@pytest.fixture
+def restore_garbage_collector() -> Iterator[None]:
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+    gc.enable()
+
+
+@pytest.mark.usefixtures("restore_garbage_collector")
+def test_serving_freezes_what_startup_made_and_collects_young_objects_less_often() -> None:
+    startup_object: list[object] = []  # a list is always tracked by the collector
+    tune_garbage_collector(ServerSettings(gc_threshold=12_345))
+    assert gc.get_threshold()[0] == 12_345
+    assert gc.isenabled()
+    assert gc.get_freeze_count() > 0
+    assert not any(o is startup_object for o in gc.get_objects())  # frozen: not walked
+
+
+@pytest.mark.usefixtures("restore_garbage_collector")
+def test_a_zero_threshold_turns_the_collector_off() -> None:
+    tune_garbage_collector(ServerSettings(gc_threshold=0))
+    assert not gc.isenabled()

@@ -1,0 +1,169 @@
+"""The rate limit's slots shared between callers in turn."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gateway.errors import ErrorKind, UpstreamError
+from gateway.upstreams.fair_queue import FairQueue
+from gateway.upstreams.resilience import TokenBucket
+
+START = 1000.0
+
+
+class Paced:
+    """A limiter of ``rate`` slots a second on a clock that moves only when it waits."""
+
+    def __init__(self, rate: float, burst: float = 1) -> None:
+        self.now = START
+        self.rate = rate
+        self.bucket = TokenBucket(
+            "cbc", rate, burst=burst, max_wait=3600, clock=self.clock, sleep=self.sleep
+        )
+        self.refusals = 0
+        self.failure: Exception | None = None
+
+    def free_slots(self) -> float:
+        return self.bucket.free_slots()
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(0)
+        self.now += seconds
+
+    async def acquire(self) -> float:
+        if self.failure is not None:
+            failure, self.failure = self.failure, None
+            raise failure
+        if self.refusals:
+            self.refusals -= 1
+            raise UpstreamError(ErrorKind.THROTTLED, "cbc", "the shared quota is spent")
+        return await self.bucket.acquire()
+
+
+def queue_for(limiter: Paced, *, max_wait: float = 3600) -> FairQueue:
+    return FairQueue("cbc", limiter, max_wait=max_wait, clock=limiter.clock)
+
+
+async def test_a_caller_alone_gets_every_slot_at_the_limiters_pace() -> None:
+    limiter = Paced(rate=10, burst=3)
+    queue = queue_for(limiter)
+    waits = await asyncio.gather(*(queue.acquire("alice") for _ in range(6)))
+    assert sorted(waits) == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2, 0.3])
+    assert queue.waiting() == 0
+
+
+async def test_callers_take_turns_so_one_call_never_waits_behind_a_hundred() -> None:
+    limiter = Paced(rate=10)
+    queue = queue_for(limiter)
+    served: list[str] = []
+
+    async def call(owner: str) -> float:
+        waited = await queue.acquire(owner)
+        served.append(owner)
+        return waited
+
+    # Tasks start in order: mallory's hundred calls are queued first, then alice's, bob's.
+    mallory = [asyncio.create_task(call("mallory")) for _ in range(100)]
+    alice = asyncio.create_task(call("alice"))
+    bob = [asyncio.create_task(call("bob")) for _ in range(2)]
+    await asyncio.gather(*mallory, alice, *bob)
+    # Served in turn: alice's one call and bob's first come after one of mallory's.
+    assert served[:6] == ["mallory", "alice", "bob", "mallory", "bob", "mallory"]
+    assert await alice == pytest.approx(0.1)
+    assert served.count("mallory") == 100
+
+
+async def test_a_call_whose_turn_would_come_too_late_is_throttled_at_once() -> None:
+    limiter = Paced(rate=10)
+    queue = queue_for(limiter, max_wait=2)
+    mallory = [asyncio.create_task(queue.acquire("mallory")) for _ in range(21)]
+    await asyncio.sleep(0)
+    with pytest.raises(UpstreamError) as caught:
+        await queue.acquire("mallory")  # 21 ahead of it: 2.1 s
+    assert caught.value.kind is ErrorKind.THROTTLED
+    assert caught.value.retry_after == pytest.approx(0.1)
+    # Another caller's turn comes in the next round: not refused.
+    assert await queue.acquire("alice") == pytest.approx(0.1)
+    await asyncio.gather(*mallory)
+
+
+async def test_a_caller_that_gives_up_hands_its_turn_on() -> None:
+    limiter = Paced(rate=10)
+    queue = queue_for(limiter)
+    first = asyncio.create_task(queue.acquire("alice"))
+    gone = asyncio.create_task(queue.acquire("bob"))
+    last = asyncio.create_task(queue.acquire("carol"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await first == 0.0
+    assert await last == pytest.approx(0.1)
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert queue.waiting() == 0
+
+
+async def test_a_refusal_of_the_shared_quota_reaches_the_caller_whose_turn_it_is() -> None:
+    limiter = Paced(rate=10)
+    limiter.refusals = 1
+    queue = queue_for(limiter)
+    refused = asyncio.create_task(queue.acquire("alice"))
+    served = asyncio.create_task(queue.acquire("bob"))
+    with pytest.raises(UpstreamError) as caught:
+        await refused
+    assert caught.value.kind is ErrorKind.THROTTLED
+    assert await served == 0.0
+
+
+async def test_the_burst_already_spent_is_not_counted_on() -> None:
+    limiter = Paced(rate=10, burst=10)
+    queue = queue_for(limiter, max_wait=0.5)
+    burst = await asyncio.gather(*(queue.acquire("alice") for _ in range(10)))
+    assert burst == pytest.approx([0.0] * 10)
+    # The burst is spent: five more fit in 0.5 s, the rest are refused at once.
+    calls = [asyncio.ensure_future(queue.acquire("alice")) for _ in range(15)]
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    refused = [r for r in results if isinstance(r, UpstreamError)]
+    assert len(refused) == 10
+    assert sorted(r for r in results if not isinstance(r, UpstreamError)) == pytest.approx(
+        [0.1, 0.2, 0.3, 0.4, 0.5]
+    )
+
+
+async def test_a_call_overtaken_by_later_callers_is_throttled_after_max_wait() -> None:
+    # Real time: the queue's own bound on the wait, not the clock the limiter paces by.
+    limiter = Paced(rate=10)
+    queue = FairQueue("cbc", limiter, max_wait=0.05)
+
+    async def never(seconds: float) -> None:
+        await asyncio.Event().wait()  # no slot ever comes
+
+    limiter.bucket._sleep = never
+    first = await queue.acquire("alice")  # the one slot there is
+    with pytest.raises(UpstreamError) as caught:
+        await queue.acquire("alice")
+    assert first == pytest.approx(0.0, abs=0.01)
+    assert caught.value.kind is ErrorKind.THROTTLED  # not a timeout: the breaker ignores it
+    assert queue.waiting() == 0
+
+
+async def test_a_limiter_failing_fails_one_turn_and_the_others_are_still_served() -> None:
+    limiter = Paced(rate=10)
+    limiter.failure = RuntimeError("the limiter broke")
+    queue = queue_for(limiter)
+    failed = asyncio.ensure_future(queue.acquire("alice"))
+    served = [asyncio.ensure_future(queue.acquire(owner)) for owner in ("bob", "carol")]
+    with pytest.raises(RuntimeError):
+        await failed
+    assert await asyncio.gather(*served) == pytest.approx([0.0, 0.1])
+
+
+async def test_without_a_limit_nobody_waits() -> None:
+    limiter = Paced(rate=0)
+    queue = queue_for(limiter)
+    assert await asyncio.gather(*(queue.acquire("alice") for _ in range(100))) == [0.0] * 100
+    assert queue.waiting() == 0
