@@ -571,7 +571,7 @@ _TABLE_START = "<!-- kill rates: written by python -m bench.mutation -->"
 _TABLE_END = "<!-- end of kill rates -->"
 _TABLE_HEAD = (
     "| module | killed | survived | shown equivalent | timeout | total (constants)"
-    " | kill rate | with equivalents | date | command |\n"
+    " | kill rate | with equivalents | date, code | command |\n"
     "|---|---|---|---|---|---|---|---|---|---|\n"
 )
 
@@ -613,6 +613,20 @@ def report(mutants: Sequence[Mutant], equivalents: set[Equivalent]) -> None:
         known = equivalent_key(mutant) in equivalents
         print(f"\n# {mutant.name}: {mutant.status}{' (shown equivalent)' if known else ''}")
         print(mutant.diff or "(no diff)")
+        if not known and mutant.diff:
+            print(f"shown equivalent? add to {RECORD.relative_to(ROOT)}:")
+            print(equivalent_line(mutant))
+
+
+def revision(root: Path, own: Sequence[str]) -> str:
+    """Where a run's code came from: HEAD, and whether the files taken from the working
+    tree differed from it."""
+    head = _git(root, "rev-parse", "--short", "HEAD").decode().strip()
+    changed = subprocess.run(
+        ["git", "-C", str(root), "diff", "--quiet", "HEAD", "--", *own], check=False
+    ).returncode
+    untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", *own) if own else b""
+    return f"{head} + working tree" if own and (changed or untracked.strip()) else head
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -669,7 +683,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             tallies.append(overall)
         print(f"{(time.monotonic() - started) / 60:.1f} minutes")
         if not args.no_record:
-            day = datetime.now(UTC).strftime("%Y-%m-%d")
+            day = f"{datetime.now(UTC):%Y-%m-%d}, {revision(ROOT, the_plan.own)}"
             rows = {counted.module: record_row(counted, command, day) for counted in tallies}
             current = RECORD.read_text() if RECORD.exists() else ""
             RECORD.write_text(update_record(current, rows))

@@ -1,4 +1,7 @@
+import re
+import time
 import zoneinfo
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 
 import pytest
@@ -10,6 +13,7 @@ from gateway.times import (
     format_iso,
     format_iso_many,
     from_epoch_ms,
+    from_epoch_ms_digits,
     parse_cbc_time,
     parse_client_time,
     parse_epoch_ms,
@@ -20,22 +24,80 @@ from gateway.times import (
 SEED_INSTANT = datetime(2023, 3, 23, 8, 7, 34, tzinfo=UTC)
 
 
-def test_seed_example_epoch_ms_is_the_documented_instant() -> None:
-    assert parse_epoch_ms(1679558854000) == SEED_INSTANT
-    assert format_iso(parse_epoch_ms(1679558854000)) == "2023-03-23T08:07:34Z"
+class Millis(int):
+    """An int of another type (an IntEnum's member, a library's own integer)."""
 
 
 @pytest.mark.parametrize(
-    "value", [1679558854000, "1679558854000", " 1679558854000 ", 1679558854000.0]
+    "value",
+    [
+        1679558854000,
+        Millis(1679558854000),
+        "1679558854000",
+        " 1679558854000 ",
+        # A fraction of zeros is still whole milliseconds, however it is written.
+        "1679558854000.000",
+        "1679558854000.",
+        "+1679558854000.0",
+        1679558854000.0,
+    ],
 )
 def test_epoch_ms_as_number_or_numeric_string(value: object) -> None:
     assert parse_epoch_ms(value) == SEED_INSTANT
+    assert parse_epoch_ms(value).tzinfo is UTC
 
 
-@pytest.mark.parametrize("value", [True, "soon", "", None, 1.5, float("nan"), 10**20, [1]])
+def test_a_negative_numeric_string_is_before_the_epoch() -> None:
+    assert parse_epoch_ms(" -5.00 ") == datetime(1969, 12, 31, 23, 59, 59, 995_000, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [True, "soon", "", None, 1.5, "1679558854000.5", "1.0.0", float("nan"), 10**20, [1]],
+)
 def test_epoch_ms_refuses_what_is_not_a_time(value: object) -> None:
     with pytest.raises(ValueError):
         parse_epoch_ms(value)
+
+
+def test_the_first_and_last_millisecond_a_datetime_holds() -> None:
+    assert from_epoch_ms(-62_135_596_800_000) == datetime(1, 1, 1, tzinfo=UTC)
+    assert from_epoch_ms(253_402_300_799_999) == datetime(
+        9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC
+    )
+    for outside in (-62_135_596_800_001, 253_402_300_800_000):
+        with pytest.raises(ValueError, match=f"^epoch milliseconds out of range: {outside}$"):
+            from_epoch_ms(outside)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1679558854000", SEED_INSTANT), ("0", datetime(1970, 1, 1, tzinfo=UTC))],
+)
+def test_plain_digits_are_read_as_epoch_ms(text: str, expected: datetime) -> None:
+    assert from_epoch_ms_digits(text) == expected
+    assert from_epoch_ms_digits(text).tzinfo is UTC
+
+
+# What OMA also sends, left to parse_epoch_ms: signs, spaces, fractions, and digits
+# other than ASCII's (Arabic-Indic, fullwidth), which it reads as int() does.
+@pytest.mark.parametrize(
+    "text", ["", " 1", "+1", "-1", "1.0", "12a", "\u0661\u0662\u0663", "\uff11\uff12"]
+)
+def test_anything_but_plain_ascii_digits_is_left_to_the_general_reader(text: str) -> None:
+    with pytest.raises(ValueError, match=f"^not plain digits: {re.escape(repr(text))}$"):
+        from_epoch_ms_digits(text)
+
+
+@given(st.from_regex(r"[0-9]{1,16}", fullmatch=True))
+def test_plain_digits_read_as_the_general_reader_reads_them(text: str) -> None:
+    try:
+        expected = parse_epoch_ms(text)
+    except ValueError:
+        with pytest.raises(ValueError, match=r"^epoch milliseconds out of range"):
+            from_epoch_ms_digits(text)
+    else:
+        assert from_epoch_ms_digits(text) == expected
 
 
 def test_cbc_time_round_trip() -> None:
@@ -60,6 +122,9 @@ def test_cbc_format_converts_offsets_to_utc() -> None:
 def test_iso_output_has_milliseconds_only_when_not_zero() -> None:
     assert format_iso(from_epoch_ms(1679558854123)) == "2023-03-23T08:07:34.123Z"
     assert format_iso(from_epoch_ms(1679558854000)) == "2023-03-23T08:07:34Z"
+    # The boundary: one whole millisecond is written, anything under it is dropped.
+    assert format_iso(SEED_INSTANT + timedelta(microseconds=1000)) == "2023-03-23T08:07:34.001Z"
+    assert format_iso(SEED_INSTANT + timedelta(microseconds=999)) == "2023-03-23T08:07:34Z"
 
 
 @pytest.mark.parametrize(
@@ -78,13 +143,34 @@ def test_client_time_accepts_every_documented_form(value: object) -> None:
     assert parse_client_time(value) == SEED_INSTANT
 
 
-@pytest.mark.parametrize(
-    "value",
-    ["2023-03-23T08:07:34", "2023-03-23", "yesterday", "", True, None, {"ms": 1}, "9" * 80],
-)
-def test_client_time_refuses_ambiguous_or_garbage(value: object) -> None:
-    with pytest.raises(ValueError):
+# A client reads these (schema.scalars puts "DateTime: " before them).
+NEEDS_ALL = "an ISO-8601 time needs a date, a time and an offset"
+REFUSED_CLIENT_TIMES = [
+    ("2023-03-23T08:07:34", f"{NEEDS_ALL}: '2023-03-23T08:07:34'"),
+    ("2023-03-23", f"{NEEDS_ALL}: '2023-03-23'"),
+    ("2023-03-23Z", f"{NEEDS_ALL}: '2023-03-23Z'"),
+    ("yesterday", "not an ISO-8601 time: 'yesterday'"),
+    ("", "not an ISO-8601 time"),
+    ("   ", "not an ISO-8601 time"),
+    ("2023-03-23T08:07:34." + "0" * 44 + "Z", "not an ISO-8601 time"),  # 65 characters
+    ("0001-01-01T00:00:00+01:00", "time out of range: '0001-01-01T00:00:00+01:00'"),
+    (True, "a boolean is not a time"),
+    (None, "not a time: None"),
+    ({"ms": 1}, "not a time: {'ms': 1}"),
+    (1.5, "not whole epoch milliseconds: 1.5"),
+    ("9" * 80, f"epoch milliseconds out of range: {'9' * 80}"),
+]
+
+
+@pytest.mark.parametrize(("value", "message"), REFUSED_CLIENT_TIMES)
+def test_client_time_refuses_ambiguous_or_garbage_and_says_why(value: object, message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         parse_client_time(value)
+
+
+def test_client_time_reads_up_to_64_characters() -> None:
+    longest = " 2023-03-23T08:07:34." + "0" * 43 + "Z "  # 64 once stripped
+    assert parse_client_time(longest) == SEED_INSTANT
 
 
 @given(st.integers(min_value=-62_135_596_800_000, max_value=253_402_300_799_999))
@@ -275,6 +361,15 @@ def test_a_column_of_whole_milliseconds_takes_one_call_of_orjson(
     assert len(calls) == len(odd)  # one odd value: all of them the per-value way
 
 
+def test_the_first_whole_second_clamps_a_moment_before_it() -> None:
+    # 0001-01-01T00:30+01:00 is 23:30 UTC on the last day of year 0: no UTC datetime.
+    early = datetime(1, 1, 1, 0, 30, tzinfo=timezone(timedelta(hours=1)))
+    for round_up in (False, True):
+        first = whole_second(early, round_up=round_up)
+        assert first == datetime.min.replace(tzinfo=UTC)
+        assert first is not None and first.tzinfo is UTC
+
+
 def test_a_whole_second_is_found_in_utc_across_a_dst_change() -> None:
     # 01:59:59.5 EDT, just before New York's clocks went back: 05:59:59.5 UTC.
     eastern = datetime(2023, 11, 5, 5, 59, 59, 500_000, tzinfo=UTC).astimezone(
@@ -286,3 +381,31 @@ def test_a_whole_second_is_found_in_utc_across_a_dst_change() -> None:
     late = datetime(9999, 12, 31, 23, 59, 59, 500_000, tzinfo=timezone(-timedelta(hours=1)))
     assert whole_second(late, round_up=True) is None
     assert whole_second(late) == datetime.max.replace(microsecond=0, tzinfo=UTC)
+
+
+@pytest.fixture
+def clock_in_tokyo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time nine hours ahead of UTC (what ``astimezone()`` with no
+    zone converts to), put back afterwards: on a UTC machine a conversion to local time
+    and one to UTC cannot be told apart."""
+    monkeypatch.setenv("TZ", "JST-9")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("clock_in_tokyo")
+def test_times_are_converted_to_utc_never_to_the_servers_local_time() -> None:
+    assert datetime(2023, 3, 23, 8, 7, 34).astimezone().utcoffset() == timedelta(hours=9)
+    eastern = SEED_INSTANT.astimezone(timezone(timedelta(hours=8)))
+    assert format_iso(eastern) == "2023-03-23T08:07:34Z"
+    assert format_iso(eastern + timedelta(milliseconds=5)) == "2023-03-23T08:07:34.005Z"
+    assert format_cbc_time(eastern) == "2023-03-23T08:07:34Z"
+    parsed = parse_client_time("2023-03-23T16:07:34+08:00")
+    assert parsed == SEED_INSTANT and parsed.tzinfo is UTC
+    assert format_iso(parsed) == "2023-03-23T08:07:34Z"
+    # The last instant a datetime holds: in local time it would be past year 9999.
+    last = datetime(9999, 12, 31, 23, 59, 59, 999_000, tzinfo=UTC)
+    assert to_epoch_ms(last) == 253_402_300_799_999
+    assert to_epoch_ms(eastern) == 1679558854000
