@@ -157,15 +157,6 @@ async def test_concurrent_waiters_share_one_failure_and_it_is_not_cached(
     assert await get(cache, upstream) == (Page("alice", 2), "miss")
 
 
-async def test_errors_are_never_cached(cache: PageCache) -> None:
-    upstream = Upstream()
-    upstream.failing = True
-    with pytest.raises(UpstreamError):
-        await get(cache, upstream)
-    upstream.failing = False
-    assert await get(cache, upstream) == (Page("alice", 2), "miss")
-
-
 async def test_entries_expire_after_their_ttl(cache: PageCache) -> None:
     upstream = Upstream()
     assert (await get(cache, upstream, ttl=0.3))[1] == "miss"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
 
 import httpx
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from starlette.types import Message
 
 from gateway import metrics
@@ -19,15 +19,6 @@ from tests.conftest import GatewayFactory
 from tests.support.helpers import TOKEN, GraphQLClient, post_json_text, settings_for_tests
 
 QUERY = "{ subscriptions(first: 2) { totalCount nodes { id } } }"
-
-
-@pytest.fixture
-async def production(make_gateway: GatewayFactory) -> AsyncIterator[httpx.AsyncClient]:
-    gateway = make_gateway(settings_for_tests(profile="production"))
-    async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=create_app(gateway)), base_url="http://gateway"
-    ) as http:
-        yield http
 
 
 async def test_post_answers_with_private_no_store_and_a_request_id(
@@ -114,21 +105,65 @@ async def test_readiness_is_503_while_draining(client: httpx.AsyncClient) -> Non
     assert response.status_code == 503 and response.json()["status"] == "draining"
 
 
-async def test_metrics_count_requests_upstream_calls_and_cache(client: httpx.AsyncClient) -> None:
-    await client.post(
-        "/graphql", json={"query": "query Dash " + QUERY}, headers={"X-Auth-Token": TOKEN}
-    )
-    await client.post(
-        "/graphql", json={"query": "query Dash " + QUERY}, headers={"X-Auth-Token": TOKEN}
-    )
+Series = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def scrape(client: httpx.AsyncClient) -> Series:
+    """Every sample /metrics shows, by name and labels."""
     text = (await client.get("/metrics")).text
-    assert 'gateway_graphql_requests_total{operation="Dash",outcome="ok"}' in text
-    assert (
-        'gateway_upstream_calls_total{endpoint="queryresource",outcome="ok",upstream="oma"}' in text
-    )
-    assert 'gateway_cache_events_total{event="hit",upstream="oma"}' in text
-    assert "gateway_graphql_request_seconds_bucket" in text
     assert TOKEN not in text
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def moved(before: Series, after: Series, *names: str) -> dict[str, float]:
+    """The series of ``names`` that changed, each as name{labels} with its increase."""
+    changes = {}
+    for (name, labels), value in after.items():
+        increase = value - before.get((name, labels), 0.0)
+        if name in names and increase:
+            rendered = ",".join(f"{k}={v}" for k, v in sorted(labels))
+            changes[f"{name}{{{rendered}}}"] = increase
+    return changes
+
+
+async def test_metrics_count_requests_upstream_calls_and_cache(client: httpx.AsyncClient) -> None:
+    before = await scrape(client)
+    # One page of OMA's: fetched (a miss), then answered from the cache (a hit).
+    for _ in range(2):
+        await client.post(
+            "/graphql", json={"query": "query Dash " + QUERY}, headers={"X-Auth-Token": TOKEN}
+        )
+    # Refused before any call: an error, and nothing upstream or in the cache.
+    await client.post(
+        "/graphql",
+        json={"query": '{ subscriptions(after: "bm90LWEtY3Vyc29y") { totalCount } }'},
+        headers={"X-Auth-Token": TOKEN},
+    )
+    after = await scrape(client)
+    assert moved(
+        before,
+        after,
+        "gateway_graphql_requests_total",
+        "gateway_graphql_request_seconds_count",
+        "gateway_graphql_errors_total",
+        "gateway_upstream_calls_total",
+        "gateway_upstream_call_seconds_count",
+        "gateway_cache_events_total",
+    ) == {
+        "gateway_graphql_requests_total{operation=Dash,outcome=ok}": 2,
+        "gateway_graphql_request_seconds_count{operation=Dash}": 2,
+        "gateway_graphql_requests_total{operation=anonymous,outcome=error}": 1,
+        "gateway_graphql_request_seconds_count{operation=anonymous}": 1,
+        "gateway_graphql_errors_total{code=BAD_USER_INPUT}": 1,
+        "gateway_upstream_calls_total{endpoint=queryresource,outcome=ok,upstream=oma}": 1,
+        "gateway_upstream_call_seconds_count{endpoint=queryresource,upstream=oma}": 1,
+        "gateway_cache_events_total{event=miss,upstream=oma}": 1,
+        "gateway_cache_events_total{event=hit,upstream=oma}": 1,
+    }
 
 
 async def test_one_log_line_per_request_and_no_token_in_it(
@@ -142,19 +177,6 @@ async def test_one_log_line_per_request_and_no_token_in_it(
     assert line.operation == "Named"  # type: ignore[attr-defined]
     assert line.upstream_calls == 1  # type: ignore[attr-defined]
     assert all(TOKEN not in r.getMessage() and TOKEN not in str(r.__dict__) for r in caplog.records)
-
-
-async def test_production_hides_introspection_suggestions_and_graphiql(
-    production: httpx.AsyncClient,
-) -> None:
-    introspection = await production.post(
-        "/graphql", json={"query": "{ __schema { types { name } } }"}
-    )
-    assert introspection.json()["errors"]
-    typo = await production.post("/graphql", json={"query": "{ subscriptionz { totalCount } }"})
-    assert "Did you mean" not in typo.text
-    page = await production.get("/graphql", headers={"Accept": "text/html"})
-    assert page.status_code == 404
 
 
 async def test_development_offers_suggestions(client: httpx.AsyncClient) -> None:
@@ -260,11 +282,16 @@ async def test_operation_names_beyond_the_bound_share_one_series(
         return metrics.REGISTRY.get_sample_value("gateway_graphql_requests_total", labels) or 0.0
 
     others_before = count(metrics.OTHER_OPERATION)
+    # A tenant the upstreams have answered: its names are its own.
+    tenant = {"X-Auth-Token": TOKEN}
+    first = {"query": "{ subscriptions(first: 1) { totalCount } }"}
+    assert "errors" not in (await client.post("/graphql", json=first, headers=tenant)).json()
     names = [f"Flood{i}" for i in range(bound + 30)]
     for name in [*names, names[0]]:
         response = await client.post(
             "/graphql",
             json={"query": f"query {name} {{ __typename }}", "operationName": name},
+            headers=tenant,
         )
         assert response.status_code == 200
     text = (await client.get("/metrics")).text
@@ -273,6 +300,32 @@ async def test_operation_names_beyond_the_bound_share_one_series(
     assert count(names[0]) == 2 and count(names[bound - 1]) == 1
     assert count(metrics.OTHER_OPERATION) - others_before == 30
     assert f'operation="{metrics.OTHER_OPERATION}"' in text
+
+
+async def test_names_from_strangers_and_invalid_documents_take_no_series(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "_operation_labels", set())
+
+    def count(operation: str, outcome: str = "ok") -> float:
+        labels = {"operation": operation, "outcome": outcome}
+        return metrics.REGISTRY.get_sample_value("gateway_graphql_requests_total", labels) or 0.0
+
+    unverified, invalid = count("unverified"), count("invalid", "error")
+    for index in range(150):
+        # No token at all, and an invented one the upstreams never answered.
+        headers = {"X-Auth-Token": f"invented{index}"} if index % 2 else {}
+        await client.post(
+            "/graphql",
+            json={"query": f"query Junk{index} {{ __typename }}", "operationName": f"Junk{index}"},
+            headers=headers,
+        )
+        await client.post("/graphql", json={"query": f"query Bad{index} {{ nope }}"})
+    text = (await client.get("/metrics")).text
+    assert not re.findall(r'operation="(Junk|Bad)\d+"', text)
+    assert count("unverified") - unverified == 150
+    assert count("invalid", "error") - invalid == 150
+    assert metrics._operation_labels == set()  # every place is still free for the tenants
 
 
 async def test_a_large_numeric_id_reaches_the_upstream_digit_for_digit(
