@@ -1,15 +1,17 @@
 """Who an upstream call is made for.
 
 A ``Caller`` is created per GraphQL request and per upstream. It carries the
-caller's own token (never stored on a shared client), whether the caller asked
-for fresh data, and the request's counters. The cache keys entries by the
-token's fingerprint, so callers with different tokens never share an entry.
+caller's own token (never stored on a shared client), where the request came from,
+whether the caller asked for fresh data, and the request's counters. The cache keys
+entries by the token's fingerprint, so callers with different tokens never share an
+entry.
 """
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
+
+from gateway.credentials import PROCESS_KEY, CredentialKey
 
 
 @dataclass(slots=True)
@@ -29,12 +31,15 @@ class Caller:
     fresh: bool = False
     """The caller sent ``Cache-Control: no-cache``: refetch and refresh the entries touched."""
     stats: RequestStats = field(default_factory=RequestStats, compare=False)
+    origin: str = ""
+    """The client's address (through trusted proxies): the quota's turns for callers whose
+    credentials no upstream has vouched for are taken by address, not by token."""
+    key: CredentialKey = field(default=PROCESS_KEY, repr=False, compare=False)
     fingerprint: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        # A one-way hash: cache keys and logs may carry it, never the token itself.
-        digest = hashlib.sha256(b"gateway-credential\x00" + self.token.encode()).hexdigest()
-        object.__setattr__(self, "fingerprint", digest[:32])
+        # A keyed one-way hash: cache keys and logs may carry it, never the token itself.
+        object.__setattr__(self, "fingerprint", self.key.fingerprint(self.token))
 
     def __repr__(self) -> str:
         return f"Caller(fingerprint={self.fingerprint[:8]}…, fresh={self.fresh})"

@@ -10,6 +10,7 @@ so ``gateway check-config`` can say everything that is wrong at once.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -63,10 +64,22 @@ class UpstreamSettings:
     failed as throttled and the answer came back with holes."""
     breaker_threshold: int = 5
     """Consecutive failures that open the circuit breaker."""
+    breaker_min_callers: int = 3
+    """Distinct verified callers whose failures must be among those consecutive failures
+    (a failure to connect, which no caller's input can cause, counts as one of its own).
+    One tenant who finds an input the upstream answers with a 500 cannot open the breaker
+    for every other tenant; a few tenants failing together, or the upstream refusing
+    connections, still can."""
     breaker_cooldown: float = 15.0
     """Seconds the breaker stays open before one probe is let through."""
     cache_ttl: float = 30.0
     """Seconds a fetched page is served from the cache; 0 switches caching off."""
+    unverified_share: float = 0.2
+    """The part of ``rate_limit`` that calls with unverified credentials (ones this upstream
+    has not yet answered) may take between them, taking turns by client address, while
+    verified tenants' calls wait; beyond it they have only the slots no tenant wants.
+    Invented tokens cannot take the quota from the tenants, and new tenants still get in.
+    From 0 (only the slots no tenant wants) to 1."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +124,29 @@ class LimitSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class SecuritySettings:
+    """What the gateway believes of its callers, and how it keeps what it learns of them."""
+
+    credential_secret: str | None = field(default=None, repr=False)
+    """Key of the fingerprints that stand for credentials in cache keys, logs and the quota's
+    turns (HMAC-SHA-256), so a fingerprint in a log cannot confirm a guessed token. Unset,
+    replicas sharing Redis key them by its URL (password included), which they must agree
+    on to share entries; a process without Redis draws a key of its own at start."""
+    max_token_bytes: int = 12_288
+    """Longest credential accepted. Huawei IAM tokens are base64 text of a signed PKI
+    document: 5.1 KB in the CBC page's example (``MIIPAgYJ...``, 3,846 bytes of DER), 9.1 KB
+    in IAM's documented example (``MIIatAYJ...``, 6,840 bytes), longer with more roles. The
+    API gateway in front of both upstreams refuses request headers over 16 KB in all."""
+    verified_ttl: float = 3600.0
+    """Seconds an upstream's answer to a credential vouches for it (IAM tokens last 24 h)."""
+    rejected_ttl: float = 30.0
+    """Seconds a credential an upstream refused (401, 403) is refused again without a call."""
+    trusted_proxies: tuple[str, ...] = ()
+    """Addresses or networks (CIDR) of the proxies in front of the gateway whose
+    ``X-Forwarded-For`` names the client; from anyone else it is ignored."""
+
+
+@dataclass(frozen=True, slots=True)
 class ServerSettings:
     host: str = "127.0.0.1"
     port: int = 8000
@@ -133,6 +169,26 @@ class ServerSettings:
     learns from it how many are alive and, while Redis is down, takes its share of each
     upstream's rate limit; one that has not heard from Redis yet (down since it started)
     takes 1/``max_replicas``, so that together they never go past the quota."""
+    max_header_bytes: int = 32 * 1024
+    """Bytes of a request's head (request line and header fields) at most; 431 above. Huawei
+    IAM tokens (``X-Auth-Token``) run to about 12 KB, and browsers add a few KB of their own
+    headers: 32 KB leaves room for both, and bounds what a client can make the server hold."""
+    header_timeout: float = 10.0
+    """Seconds a request's head may take to arrive, from the connection opening (or from its
+    first byte, on a kept-alive connection); 408 after it. A connection that sends nothing
+    at all is closed then."""
+    body_timeout: float = 10.0
+    """Seconds a request's body may take to arrive after its head; 408 after it. A body is
+    at most ``max_body_bytes`` (64 KB by default): 10 s is 6.5 KB/s."""
+    keep_alive_timeout: float = 75.0
+    """Seconds an idle connection is kept open for the client's next request. Above the 60 s
+    that ingresses and load balancers keep their pooled connections to a backend (nginx,
+    Huawei ELB): a backend that closes first races the proxy's next request, which answers
+    a POST with 502. Idle connections never crowd out new ones (``max_connections``)."""
+    max_connections: int = 500
+    """Connections open at once, per process. One more closes the connection idle longest;
+    when none is idle, its request is answered 503 with ``Retry-After``. Under the 1,024
+    open files a container may get by default, with room for the upstream connections."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +203,7 @@ class Settings:
     cache: CacheSettings = field(default_factory=CacheSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    security: SecuritySettings = field(default_factory=SecuritySettings)
 
     @property
     def is_production(self) -> bool:
@@ -175,6 +232,7 @@ class Settings:
             cache=env.cache(),
             limits=env.limits(),
             server=env.server(),
+            security=env.security(),
         )
         env.raise_problems()
         return settings
@@ -198,9 +256,19 @@ _UPSTREAM_FIELDS: dict[str, tuple[str, str]] = {
     "RATE_LIMIT": ("rate_limit", "requests per second, 0 = off"),
     "RATE_LIMIT_MAX_WAIT": ("rate_limit_max_wait", "seconds a call may queue for the rate limit"),
     "BREAKER_THRESHOLD": ("breaker_threshold", "consecutive failures that open the breaker"),
+    "BREAKER_MIN_CALLERS": (
+        "breaker_min_callers",
+        "distinct verified callers among the failures that open the breaker",
+    ),
     "BREAKER_COOLDOWN": ("breaker_cooldown", "seconds before the open breaker probes again"),
     "CACHE_TTL": ("cache_ttl", "seconds pages are cached, 0 = off"),
+    "UNVERIFIED_SHARE": ("unverified_share", "part of the rate limit unverified callers share"),
 }
+
+
+# 128 bits as hex (``openssl rand -hex 16``): shorter keys can be guessed.
+_MIN_SECRET_LENGTH = 32
+_AT_LEAST_ONE = ("max_concurrency", "breaker_threshold", "breaker_min_callers")
 
 
 class _EnvReader:
@@ -231,9 +299,16 @@ class _EnvReader:
             return default
 
     def number(
-        self, name: str, default: float, *, minimum: float = 0.0, above: bool = False
+        self,
+        name: str,
+        default: float,
+        *,
+        minimum: float = 0.0,
+        above: bool = False,
+        maximum: float = math.inf,
     ) -> float:
-        """A finite number of at least ``minimum`` (above it, when ``above``)."""
+        """A finite number of at least ``minimum`` (above it, when ``above``), at most
+        ``maximum``."""
         value = self._parse(name, default, float, "a number")
         if not math.isfinite(value):  # NaN and infinity are not settings
             self.problems.append(f"{name} must be a finite number, got {value:g}")
@@ -241,6 +316,9 @@ class _EnvReader:
         if value < minimum or (above and value == minimum):
             bound = "above" if above else "at least"
             self.problems.append(f"{name} must be {bound} {minimum:g}, got {value:g}")
+            return default
+        if value > maximum:
+            self.problems.append(f"{name} must be at most {maximum:g}, got {value:g}")
             return default
         return value
 
@@ -305,8 +383,10 @@ class _EnvReader:
             if attr == "base_url":
                 values[attr] = self.url(variable, default, ("http", "https"))
             elif isinstance(default, int) and not isinstance(default, bool):
-                minimum = 1 if attr in ("max_concurrency", "breaker_threshold") else 0
+                minimum = 1 if attr in _AT_LEAST_ONE else 0
                 values[attr] = self.integer(variable, default, minimum=minimum)
+            elif attr == "unverified_share":
+                values[attr] = self.number(variable, default, maximum=1.0)
             else:
                 above = attr in ("connect_timeout", "read_timeout", "deadline")
                 values[attr] = self.number(variable, default, above=above)
@@ -323,6 +403,41 @@ class _EnvReader:
             stale_if_error=self.number("GATEWAY_CACHE_STALE_IF_ERROR", d.stale_if_error),
             lock_timeout=self.number("GATEWAY_CACHE_LOCK_TIMEOUT", d.lock_timeout),
         )
+
+    def security(self) -> SecuritySettings:
+        d = SecuritySettings()
+        secret = self._get("GATEWAY_CREDENTIAL_SECRET")
+        if secret is not None and len(secret) < _MIN_SECRET_LENGTH:
+            self.problems.append(
+                f"GATEWAY_CREDENTIAL_SECRET must be at least {_MIN_SECRET_LENGTH} characters"
+            )
+            secret = None
+        return SecuritySettings(
+            credential_secret=secret,
+            max_token_bytes=self.integer(
+                "GATEWAY_MAX_TOKEN_BYTES", d.max_token_bytes, minimum=64, maximum=16_384
+            ),
+            verified_ttl=self.number("GATEWAY_CREDENTIAL_VERIFIED_TTL", d.verified_ttl, above=True),
+            rejected_ttl=self.number("GATEWAY_CREDENTIAL_REJECTED_TTL", d.rejected_ttl),
+            trusted_proxies=self.networks("GATEWAY_TRUSTED_PROXIES"),
+        )
+
+    def networks(self, name: str) -> tuple[str, ...]:
+        """Comma-separated addresses or CIDR networks, each checked."""
+        raw = self._get(name)
+        if raw is None:
+            return ()
+        networks: list[str] = []
+        for item in (part.strip() for part in raw.split(",")):
+            if not item:
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                self.problems.append(f"{name}: {item!r} is not an IP address or network")
+                continue
+            networks.append(item)
+        return tuple(networks)
 
     def limits(self) -> LimitSettings:
         d = LimitSettings()
@@ -359,4 +474,13 @@ class _EnvReader:
             otel_enabled=self.flag("GATEWAY_OTEL_ENABLED", d.otel_enabled),
             gc_threshold=self.integer("GATEWAY_GC_THRESHOLD", d.gc_threshold, minimum=0),
             max_replicas=self.integer("GATEWAY_MAX_REPLICAS", d.max_replicas, minimum=1),
+            max_header_bytes=self.integer(
+                "GATEWAY_MAX_HEADER_BYTES", d.max_header_bytes, minimum=1024
+            ),
+            header_timeout=self.number("GATEWAY_HEADER_TIMEOUT", d.header_timeout, above=True),
+            body_timeout=self.number("GATEWAY_BODY_TIMEOUT", d.body_timeout, above=True),
+            keep_alive_timeout=self.number(
+                "GATEWAY_KEEP_ALIVE_TIMEOUT", d.keep_alive_timeout, above=True
+            ),
+            max_connections=self.integer("GATEWAY_MAX_CONNECTIONS", d.max_connections, minimum=1),
         )

@@ -20,7 +20,8 @@ class ErrorKind(enum.Enum):
     TIMEOUT = "UPSTREAM_TIMEOUT"
     BAD_RESPONSE = "UPSTREAM_BAD_RESPONSE"
     # A well-formed answer that refuses this one request (OMA's returnCode other than
-    # "0"): the upstream is up and said no to this caller, for reasons of its own.
+    # "0", a 4xx with no meaning of its own): the upstream is up and said no to this
+    # request, for reasons of its own.
     REFUSED = "UPSTREAM_REFUSED"
 
     @property
@@ -37,8 +38,10 @@ class ErrorKind(enum.Enum):
 
     @property
     def counts_against_breaker(self) -> bool:
-        """Failures that say the upstream is unhealthy, not that the caller is wrong. A
-        refusal does not: one tenant's refused calls must not open the breaker for all."""
+        """Failures that may say the upstream is unhealthy, not that the caller is wrong.
+        A refusal does not, nor throttling (the upstream answered): one tenant's refused
+        calls must not open the breaker for all. Whose failure it was decides the rest
+        (``gateway.upstreams.resilience.UpstreamGuard``)."""
         return self in (
             ErrorKind.UNAVAILABLE,
             ErrorKind.TIMEOUT,
@@ -62,13 +65,20 @@ class UpstreamError(GatewayError):
         status: int | None = None,
         upstream_code: str | None = None,
         retry_after: float | None = None,
+        at_connect: bool = False,
     ) -> None:
         self.kind = kind
         self.upstream = upstream
         self.message = message
+        """The gateway's own words: never text the upstream wrote."""
         self.status = status
         self.upstream_code = upstream_code
+        """The upstream's error code (``CBC.0100``, ``APIG.0308``, a returnCode), which
+        callers may be told: it is one of a documented few, checked before it is kept."""
         self.retry_after = retry_after
+        self.at_connect = at_connect
+        """The call never reached the upstream (no connection): no caller's input can
+        have caused it."""
         super().__init__(f"{upstream}: {message}")
 
     def __repr__(self) -> str:

@@ -68,6 +68,13 @@ RATE_LIMIT_WAIT = Histogram(
     buckets=(0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
     registry=REGISTRY,
 )
+RATE_LIMIT_QUEUED = Gauge(
+    "gateway_rate_limit_queued_calls",
+    "Calls waiting for a slot of the per-upstream rate limit, by upstream and lane "
+    "(verified callers, unverified ones).",
+    ["upstream", "lane"],
+    registry=REGISTRY,
+)
 CACHE_EVENTS = Counter(
     "gateway_cache_events",
     "Cache events by upstream and event (hit, miss, stale, error, eviction).",
@@ -89,24 +96,35 @@ _OPERATION_NAME = re.compile(r"[^A-Za-z0-9_]")
 
 MAX_OPERATION_LABELS = 100
 """Distinct operation names given series of their own, per process; the names seen after
-them share ``OTHER_OPERATION``. Any caller, even one without a token, chooses the name,
-and each costs about 2 KB of /metrics and of memory until restart: unbounded, a loop of
-``query op_<random>`` grows both forever. The first names seen keep their series rather
-than being evicted for newer ones, because a counter that vanishes and comes back at
-zero reads as a reset to rate() and breaks the alerts built on it. A rising ``other``
-rate says the bound was reached."""
+them share ``OTHER_OPERATION``. Each costs about 2 KB of /metrics and of memory until
+restart: unbounded, a loop of ``query op_<random>`` grows both forever. The first names
+seen keep their series rather than being evicted for newer ones, because a counter that
+vanishes and comes back at zero reads as a reset to rate() and breaks the alerts built on
+it. A rising ``other`` rate says the bound was reached. Only a name that may be trusted
+takes a place (``operation_label``): any caller, even one without a token, chooses it."""
 OTHER_OPERATION = "other"
+INVALID_OPERATION = "invalid"
+"""The label of every document that did not parse or validate, whatever it calls itself."""
+UNVERIFIED_OPERATION = "unverified"
+"""The label of operations from callers no upstream has answered: their names are theirs
+to invent, and must not take the places of the tenants' operations."""
 
 _operation_labels: set[str] = set()
 
 
-def operation_label(name: str | None) -> str:
-    """A bounded label for a client-chosen operation name."""
+def operation_label(name: str | None, *, validated: bool = True, trusted: bool = True) -> str:
+    """A bounded label for a client-chosen operation name: its own only for an operation
+    that ``validated``, from a caller who is ``trusted`` (an upstream has answered its
+    credential), while fewer than ``MAX_OPERATION_LABELS`` names have one."""
+    if not validated:
+        return INVALID_OPERATION
     if not name:
         return "anonymous"
     label = _OPERATION_NAME.sub("_", name)[:64]
     if label in _operation_labels:
         return label
+    if not trusted:
+        return UNVERIFIED_OPERATION
     if len(_operation_labels) >= MAX_OPERATION_LABELS:
         return OTHER_OPERATION
     _operation_labels.add(label)

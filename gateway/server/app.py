@@ -21,6 +21,7 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.http import GraphQLHTTPResponse
 from strawberry.types import ExecutionResult
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway.metrics import REGISTRY
 from gateway.server.middleware import BodySizeLimit, RequestObserver
@@ -51,15 +52,20 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         self, request: Request | WebSocket, response: Response | WebSocket
     ) -> GatewayContext:
         headers = request.headers
+        gateway = self.gateway
         context = GatewayContext(
-            upstreams=self.gateway.upstreams,
-            limits=self.gateway.settings.limits,
+            upstreams=gateway.upstreams,
+            limits=gateway.settings.limits,
             credentials=RequestCredentials.from_headers(
                 headers.get("x-auth-token"),
                 headers.get("x-oma-auth-token"),
                 headers.get("x-cbc-auth-token"),
+                max_bytes=gateway.settings.security.max_token_bytes,
             ),
             fresh="no-cache" in headers.get("cache-control", "").lower(),
+            # The peer, or the client a trusted proxy names (ProxyHeadersMiddleware).
+            origin=request.client.host if request.client else "",
+            credential_key=gateway.credential_key,
         )
         request.state.graphql_context = context
         if isinstance(response, Response):
@@ -224,6 +230,8 @@ def create_app(gateway: Gateway) -> Starlette:
             routes.append(Mount("/graphiql-assets", app=graphiql_assets_app()))
 
     middleware = [
+        # X-Forwarded-For names the client only when a proxy the settings trust sent it.
+        Middleware(ProxyHeadersMiddleware, trusted_hosts=list(settings.security.trusted_proxies)),
         Middleware(RequestObserver),
         Middleware(BodySizeLimit, max_bytes=settings.limits.max_body_bytes),
     ]

@@ -22,6 +22,8 @@ from gateway.metrics import (
 logger = logging.getLogger("gateway.request")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# The codes of a document that never became an operation (schema.errors).
+_REFUSED_DOCUMENT = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"})
 
 
 class RequestObserver:
@@ -68,7 +70,11 @@ class RequestObserver:
         }
         context = scope.get("state", {}).get("graphql_context")
         if context is not None:
-            operation = operation_label(context.operation_name)
+            operation = operation_label(
+                context.operation_name,
+                validated=not _REFUSED_DOCUMENT & set(context.error_codes),
+                trusted=context.vouched_for(),
+            )
             outcome = "error" if context.error_codes or status >= 400 else "ok"
             GRAPHQL_REQUESTS.labels(operation, outcome).inc()
             GRAPHQL_LATENCY.labels(operation).observe(elapsed)

@@ -26,7 +26,12 @@ from gateway.cache.pages import Codec
 from gateway.caller import Caller
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.times import format_cbc_time, parse_cbc_time, whole_second
-from gateway.upstreams.endpoint import UpstreamClient, classify_http_failure
+from gateway.upstreams.endpoint import (
+    UpstreamClient,
+    classify_http_failure,
+    log_upstream_text,
+    upstream_code,
+)
 from gateway.upstreams.fields import (
     INT,
     TEXT,
@@ -250,19 +255,22 @@ class ResourcesQueryEndpoint:
         if documented is not None and (status == 200 or (documented == 500 and status < 500)):
             status = documented
         if status != 200:
-            message = "upstream refused the request"
-            if isinstance(payload, Mapping) and isinstance(payload.get("error_msg"), str):
-                message = payload["error_msg"][:200]
-            raise classify_http_failure(UPSTREAM, status, headers, code, message)
+            text = payload.get("error_msg") if isinstance(payload, Mapping) else None
+            raise classify_http_failure(UPSTREAM, status, headers, code, text)
         if not isinstance(payload, Mapping):
             raise UpstreamError(ErrorKind.BAD_RESPONSE, UPSTREAM, "response is not an object")
         data = payload.get("data")
         # An empty answer may omit data; an error_code or no total_count is a failure.
         if code or (data is None and "total_count" not in payload):
+            code = upstream_code(code)
+            if code:
+                log_upstream_text(UPSTREAM, status, code, payload.get("error_msg"))
             raise UpstreamError(
                 ErrorKind.BAD_RESPONSE,
                 UPSTREAM,
-                f"upstream error {code}" if code else "response has no data list",
+                f"CBC answered with an error ({code or 'unreadable code'})"
+                if code
+                else "response has no data list",
                 status=status,
                 upstream_code=code,
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -24,8 +25,9 @@ from gateway.caller import Caller
 from gateway.config import UpstreamSettings
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.metrics import UPSTREAM_CALLS, UPSTREAM_LATENCY, LabelledChildren
-from gateway.upstreams.resilience import UpstreamGuard
+from gateway.upstreams.resilience import Requester, UpstreamGuard
 from gateway.upstreams.transport import HttpAnswer, UpstreamHttp
+from gateway.upstreams.verification import REFUSALS, CredentialBook
 
 logger = logging.getLogger("gateway.upstream")
 
@@ -78,9 +80,11 @@ class UpstreamClient(Generic[Qx, P]):
         http: UpstreamHttp,
         cache: PageCache,
         guard: UpstreamGuard,
+        book: CredentialBook,
     ) -> None:
         self.settings = settings
         self.endpoint = endpoint
+        self.book = book
         self._http = http
         self._url = http.url(endpoint.path)
         # Labelled metric children looked up once, not on every call.
@@ -125,21 +129,25 @@ class UpstreamClient(Generic[Qx, P]):
         )
 
     async def fetch(self, caller: Caller, query: Qx) -> P:
-        """One page for one caller: from the cache when fresh, else from the upstream."""
+        """One page for one caller: from the cache when fresh, else from the upstream.
+        A credential the upstream refused a moment ago is refused again at once."""
         endpoint = self.endpoint
         endpoint.validate(query)
         known = endpoint.known_answer(query)
         if known is not None:
             return known
+        refusal = self.book.refusal_here(caller.fingerprint)
+        if refusal is not None:
+            raise refusal.error(endpoint.upstream)
         # Partials, not a closure and a lambda: a call is one coroutine frame fewer.
-        attempt = partial(self._attempt, caller, query)
+        call = partial(self._call, caller, query)
         if self.settings.cache_ttl <= 0:
             # Caching off: no key to build, nothing to count.
-            return await self.guard.run(attempt, caller.fingerprint)
+            return await call()
         key = self._key(caller, query)
         result = await self._cache.get_or_fetch(
             key,
-            partial(self.guard.run, attempt, caller.fingerprint),
+            call,
             endpoint.codec,
             ttl=self.settings.cache_ttl,
             refresh=caller.fresh,
@@ -154,6 +162,26 @@ class UpstreamClient(Generic[Qx, P]):
         elif result.source == "miss":
             stats.cache_misses += 1
         return result.value
+
+    async def _call(self, caller: Caller, query: Qx) -> P:
+        """The upstream's answer, retried as the guard allows, for a caller whose standing
+        with the upstream (verified, or refused a moment ago) is looked up first."""
+        book, fingerprint = self.book, caller.fingerprint
+        verified, refusal = await book.look_up(fingerprint)
+        trial = False
+        if refusal is None and not verified:
+            # A credential the upstream has not answered yet: one call tries it first.
+            trial = await book.await_trial(fingerprint, self.settings.deadline)
+            if not trial:
+                verified, refusal = await book.look_up(fingerprint)
+        if refusal is not None:
+            raise refusal.error(self.endpoint.upstream)
+        requester = Requester(fingerprint, caller.origin, verified)
+        try:
+            return await self.guard.run(partial(self._attempt, caller, query), requester)
+        finally:
+            if trial:
+                book.end_trial(fingerprint)
 
     async def _attempt(self, caller: Caller, query: Qx, remaining: float) -> P:
         """One HTTP try. Every failure leaves here as an ``UpstreamError``."""
@@ -178,8 +206,10 @@ class UpstreamClient(Generic[Qx, P]):
                 # aiohttp reports a dropped connection as a connect timeout; only a
                 # read or pool timeout says the upstream was too slow.
                 if isinstance(exc, httpx.ConnectTimeout):
-                    raise _unavailable(name, "could not connect") from None
+                    raise _unavailable(name, "could not connect", at_connect=True) from None
                 raise UpstreamError(ErrorKind.TIMEOUT, name, "upstream timed out") from None
+            except httpx.ConnectError:
+                raise _unavailable(name, "could not connect", at_connect=True) from None
             except httpx.HTTPError as exc:
                 raise _unavailable(name, f"connection failed ({type(exc).__name__})") from None
             payload = endpoint.decode(answer.content) if answer.status == 200 else None
@@ -187,9 +217,13 @@ class UpstreamClient(Generic[Qx, P]):
                 payload = _decode_json(name, answer)
             page = endpoint.parse(answer.status, answer.headers, payload)
             outcome = "ok"
+            if not self.book.verified_here(caller.fingerprint):
+                await self.book.answered(caller.fingerprint)
             return page
         except UpstreamError as exc:
             outcome = exc.kind.name.lower()
+            if exc.kind in REFUSALS:
+                await self.book.refused(caller.fingerprint, exc)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "upstream call failed",
@@ -213,8 +247,8 @@ class UpstreamClient(Generic[Qx, P]):
                 )
 
 
-def _unavailable(upstream: str, message: str) -> UpstreamError:
-    return UpstreamError(ErrorKind.UNAVAILABLE, upstream, message)
+def _unavailable(upstream: str, message: str, *, at_connect: bool = False) -> UpstreamError:
+    return UpstreamError(ErrorKind.UNAVAILABLE, upstream, message, at_connect=at_connect)
 
 
 def _decode_json(upstream: str, answer: HttpAnswer) -> Any:
@@ -255,30 +289,70 @@ def retry_after_seconds(headers: httpx.Headers | Mapping[str, str]) -> float | N
     return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
+_UPSTREAM_CODE = re.compile(r"[A-Za-z][A-Za-z0-9]{0,15}\.[0-9]{1,6}|-?[0-9]{1,6}")
+"""What an upstream's error code looks like (``CBC.0100``, ``APIG.0308``, ``APIGW.0301``,
+OMA's returnCode ``1``): only such a code is passed on to callers, never free text."""
+
+
+def upstream_code(value: object) -> str | None:
+    """An upstream's error code when it has the form codes have, else None."""
+    if isinstance(value, str) and _UPSTREAM_CODE.fullmatch(value):
+        return value
+    return None
+
+
+def log_upstream_text(upstream: str, status: int, code: str | None, text: object) -> None:
+    """What the upstream wrote about a failure, for the operators and never for callers:
+    it may name hosts, stack frames or another caller's input. Cut to 200 characters."""
+    if not isinstance(text, str) or not text:
+        return
+    level = logging.WARNING if status >= 500 else logging.INFO
+    if logger.isEnabledFor(level):
+        logger.log(
+            level,
+            "upstream error text",
+            extra={
+                "upstream": upstream,
+                "status": status,
+                "upstream_code": code,
+                "upstream_text": text[:200],
+            },
+        )
+
+
 def classify_http_failure(
     upstream: str,
     status: int,
     headers: httpx.Headers,
     code: str | None,
-    message: str,
+    text: object = None,
 ) -> UpstreamError:
-    """The statuses both upstreams share; each module handles its own codes first."""
+    """The statuses both upstreams share; each module handles its own codes first.
+    ``code`` is the upstream's error code (kept when it has a code's form); ``text`` what it
+    wrote, which goes to the log only: the error's message is the gateway's own."""
+    code = upstream_code(code)
     retry_after = retry_after_seconds(headers)
+    name = upstream.upper()
+    suffix = f" ({status}{', ' + code if code else ''})"
     if status == 429 or (code or "").endswith(".0308"):
-        kind = ErrorKind.THROTTLED
+        kind, message = ErrorKind.THROTTLED, f"{name} is throttling the gateway's calls"
     elif status == 401:
-        kind = ErrorKind.UNAUTHENTICATED
+        kind, message = ErrorKind.UNAUTHENTICATED, f"{name} did not accept the token"
     elif status == 403:
-        kind = ErrorKind.FORBIDDEN
+        kind, message = ErrorKind.FORBIDDEN, f"{name} refused this token access"
     elif status == 400:
-        kind = ErrorKind.BAD_REQUEST
+        kind, message = ErrorKind.BAD_REQUEST, f"{name} refused the request as invalid"
     elif status >= 500:
-        kind = ErrorKind.UNAVAILABLE
+        kind, message = ErrorKind.UNAVAILABLE, f"{name} failed to answer"
     elif 300 <= status < 400:
         kind = ErrorKind.BAD_RESPONSE
-        message = "upstream answered with a redirect, which is not followed"
+        message = f"{name} answered with a redirect, which is not followed"
+    elif 400 <= status < 500:
+        # 404, 405, 413, 431...: the upstream is up and refuses this request.
+        kind, message = ErrorKind.REFUSED, f"{name} refused the request"
     else:
-        kind = ErrorKind.BAD_RESPONSE
+        kind, message = ErrorKind.BAD_RESPONSE, f"{name} answered with an unexpected status"
+    log_upstream_text(upstream, status, code, text)
     return UpstreamError(
-        kind, upstream, message, status=status, upstream_code=code, retry_after=retry_after
+        kind, upstream, message + suffix, status=status, upstream_code=code, retry_after=retry_after
     )

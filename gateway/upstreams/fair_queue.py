@@ -7,30 +7,43 @@ other tenant's single call waits behind all of them (or is refused as throttled)
 with calls waiting gets one slot per round, in the order the callers started waiting.
 A caller alone still gets every slot, as fast as the limiter allows.
 
+Calls wait in lanes, served in the order the lanes are declared. A lane may have a
+gate, a limiter of its own: it goes first only while its gate has a slot, so its calls
+take at most the gate's pace before the lanes after it; beyond that they have the slots
+nobody else waits for (the calls of credentials no upstream has vouched for share such a
+slice of the quota: invented tokens cannot take it from the tenants, and the quota is
+still all used when the tenants are quiet). Within a lane the turns go by key: the
+tenant for verified callers, the client's address for the others, so one client
+inventing a thousand tokens takes one turn, not a thousand.
+
 The price of turns: a call let in may be overtaken by the calls of callers who come
 after it. It then waits at most ``max_wait`` and fails as throttled, never as a timeout
 (which would count against the circuit breaker): under a quota that cannot serve
 everyone, every caller gets a share instead of the first taking it all.
 
 Fair within one process. With the limit shared through Redis, each replica orders its
-own callers; the slots themselves still come from the shared limiter.
+own callers; the slots themselves (and a gate's) still come from the shared limiters.
+Each replica holds one slot of the shared queue at a time, so the calls of one replica
+never stand deep in front of another's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from gateway.errors import ErrorKind, UpstreamError
+from gateway.metrics import RATE_LIMIT_QUEUED
 
 Clock = Callable[[], float]
 
 
 class SlotSource(Protocol):
-    """Where ``FairQueue`` takes its slots from: a rate limiter (``gateway.resilience``)."""
+    """Where ``FairQueue`` takes its slots: a rate limiter (``gateway.upstreams.resilience``)."""
 
     @property
     def rate(self) -> float: ...
@@ -42,9 +55,48 @@ class SlotSource(Protocol):
         ...
 
 
+class _Lane:
+    """The calls of one lane, by key in turn order (a dict keeps insertion order)."""
+
+    __slots__ = ("gate", "name", "waiting")
+
+    def __init__(self, name: str, gate: SlotSource | None) -> None:
+        self.name = name
+        self.gate = gate
+        self.waiting: dict[str, deque[asyncio.Future[None]]] = {}
+
+    def __len__(self) -> int:
+        return sum(len(queue) for queue in self.waiting.values())
+
+    def gate_open(self) -> bool:
+        return self.gate is None or self.gate.free_slots() >= 1
+
+    def next_turn(self) -> asyncio.Future[None] | None:
+        """The first waiting call of the key whose turn it is; that key goes to the back
+        of the round."""
+        while self.waiting:
+            key = next(iter(self.waiting))
+            queue = self.waiting.pop(key)
+            turn = queue.popleft()
+            if queue:
+                self.waiting[key] = queue
+            if not turn.done():
+                return turn
+        return None
+
+    def forget(self, key: str, turn: asyncio.Future[None]) -> None:
+        queue = self.waiting.get(key)
+        if queue is None:
+            return
+        with contextlib.suppress(ValueError):
+            queue.remove(turn)
+        if not queue:
+            del self.waiting[key]
+
+
 class FairQueue:
-    """Slots of ``limiter`` for callers (``owner``: the caller's credential fingerprint),
-    round-robin between the callers waiting."""
+    """Slots of ``limiter`` for calls, in ``lanes`` (name and gate, in the order they are
+    served), round-robin between the keys waiting in a lane."""
 
     def __init__(
         self,
@@ -52,38 +104,43 @@ class FairQueue:
         limiter: SlotSource,
         *,
         max_wait: float,
+        lanes: Sequence[tuple[str, SlotSource | None]] = (("calls", None),),
         clock: Clock = time.monotonic,
     ) -> None:
+        if not lanes:
+            raise ValueError("a queue needs a lane")
+        if any(gate is not None and gate.rate <= 0 for _, gate in lanes):
+            raise ValueError("a lane's gate needs a rate above 0")
         self.upstream = upstream
         self._limiter = limiter
         self.max_wait = max_wait
         self._clock = clock
-        # Callers with calls waiting, in turn order (a dict keeps insertion order).
-        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._lanes = [_Lane(name, gate) for name, gate in lanes]
+        self._by_name = {lane.name: lane for lane in self._lanes}
+        # Calls go to the first lane without a gate unless they name one.
+        self._default = next((lane for lane in self._lanes if lane.gate is None), self._lanes[0])
         self._pump: asyncio.Task[None] | None = None
+        for lane in self._lanes:
+            RATE_LIMIT_QUEUED.labels(upstream, lane.name).set_function(lane.__len__)
 
     @property
     def rate(self) -> float:
         return self._limiter.rate
 
-    def waiting(self) -> int:
-        """Calls queued for a slot."""
-        return sum(len(queue) for queue in self._waiting.values())
-
-    async def acquire(self, owner: str) -> float:
-        """Wait for this caller's turn and a slot; the seconds waited. ``UpstreamError``
-        (THROTTLED) at once when the caller's turn would come after ``max_wait``."""
+    async def acquire(self, key: str, lane: str | None = None) -> float:
+        """Wait for ``key``'s turn in ``lane`` and a slot; the seconds waited.
+        ``UpstreamError`` (THROTTLED) at once when the turn would come after ``max_wait``."""
         if self.rate <= 0:
             return 0.0  # no limit: no turns to take
+        chosen = self._default if lane is None else self._by_name[lane]
         started = self._clock()
-        queue = self._waiting.get(owner)
-        position = len(queue) if queue is not None else 0
-        wait = self._expected_wait(owner, position)
+        queue = chosen.waiting.get(key)
+        wait = self._expected_wait(chosen, key, len(queue) if queue is not None else 0)
         if wait > self.max_wait:
             raise self._throttled(retry_after=wait - self.max_wait)
         turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if queue is None:
-            queue = self._waiting[owner] = deque()
+            queue = chosen.waiting[key] = deque()
         queue.append(turn)
         if self._pump is None:
             self._pump = asyncio.create_task(self._hand_out_slots())
@@ -94,10 +151,10 @@ class FairQueue:
                 await turn
         except TimeoutError:
             # Overtaken by callers who came later: their turns pushed this one back.
-            self._forget(owner, turn)
+            chosen.forget(key, turn)
             raise self._throttled(retry_after=None) from None
         except asyncio.CancelledError:
-            self._forget(owner, turn)
+            chosen.forget(key, turn)
             raise
         return self._clock() - started
 
@@ -109,60 +166,86 @@ class FairQueue:
             retry_after=retry_after,
         )
 
-    def _expected_wait(self, owner: str, position: int) -> float:
-        """Seconds until a new call of ``owner``, ``position`` calls deep in its own queue,
-        gets a slot: the calls served before it, one per caller per round, less the
-        burst the limiter serves at once."""
-        ahead = position + sum(
-            min(len(queue), position + 1)
-            for other, queue in self._waiting.items()
-            if other != owner
-        )
+    def _expected_wait(self, lane: _Lane, key: str, position: int) -> float:
+        """Seconds until a new call of ``key``, ``position`` calls deep in its own queue,
+        gets a slot: the calls of its lane served before it (one per key per round), those
+        of the ungated lanes before it, less the burst the limiter serves at once; at the
+        pace left to it (a gated lane's is its gate's while other lanes wait; a gated lane
+        before it takes its gate's pace)."""
         rate = self._limiter.rate
-        return max(0.0, ahead + 1 - self._limiter.free_slots()) / rate if rate > 0 else 0.0
+        if rate <= 0:
+            return 0.0
+        ahead = position + sum(
+            min(len(queue), position + 1) for other, queue in lane.waiting.items() if other != key
+        )
+        pace = rate
+        others_wait = False
+        before = True
+        for other in self._lanes:
+            if other is lane:
+                before = False
+                continue
+            if not other.waiting:
+                continue
+            others_wait = True
+            if before and other.gate is None:
+                ahead += len(other)
+            elif before and other.gate is not None:
+                pace -= min(other.gate.rate, pace / 2)
+        free = self._limiter.free_slots()
+        if lane.gate is not None and others_wait:
+            pace = min(pace, lane.gate.rate)
+            free = min(free, lane.gate.free_slots())
+        return max(0.0, ahead + 1 - free) / pace
 
-    def _forget(self, owner: str, turn: asyncio.Future[None]) -> None:
-        queue = self._waiting.get(owner)
-        if queue is None:
-            return
-        try:
-            queue.remove(turn)
-        except ValueError:
-            return
-        if not queue:
-            del self._waiting[owner]
+    def _waiting(self) -> bool:
+        return any(lane.waiting for lane in self._lanes)
 
-    def _next_turn(self) -> asyncio.Future[None] | None:
-        """The first waiting call of the caller whose turn it is; that caller goes to the
-        back of the round."""
-        while self._waiting:
-            owner = next(iter(self._waiting))
-            queue = self._waiting.pop(owner)
-            turn = queue.popleft()
-            if queue:
-                self._waiting[owner] = queue
-            if not turn.done():
+    async def _next_turn(self, *, through_gate: bool = True) -> asyncio.Future[None] | None:
+        """The call the slot in hand goes to: the first lane, in order, with a call waiting
+        and its gate open, else the first with a call waiting (a slot nobody else wants).
+        Through the gate, a gated lane's call served first takes a slot of its gate too; a
+        gate that refuses (a shared slice spent elsewhere) refuses that call, and the slot
+        goes on to the next."""
+        for lane in self._lanes:
+            if not lane.waiting or not lane.gate_open():
+                continue
+            refusal: Exception | None = None
+            if lane.gate is not None and through_gate:
+                try:
+                    await lane.gate.acquire()
+                except Exception as exc:
+                    refusal = exc
+            turn = lane.next_turn()
+            if turn is None:
+                continue
+            if refusal is None:
+                return turn
+            turn.set_exception(refusal)
+        for lane in self._lanes:
+            turn = lane.next_turn()
+            if turn is not None:
                 return turn
         return None
 
     async def _hand_out_slots(self) -> None:
-        """One slot at a time from the limiter, each to the next caller in turn."""
+        """One slot at a time from the limiter, each to the next call in turn."""
         try:
-            while self._waiting:
+            while self._waiting():
                 try:
                     await self._limiter.acquire()
                 except Exception as refusal:
                     # The shared quota spent elsewhere (or a limiter failing): the caller
                     # whose turn it is hears it, and the others keep their places.
-                    turn = self._next_turn()
+                    turn = await self._next_turn(through_gate=False)
                     if turn is not None:
                         turn.set_exception(refusal)
                     continue
-                turn = self._next_turn()
+                turn = await self._next_turn()
                 if turn is not None:
                     turn.set_result(None)
         finally:
             self._pump = None
 
 
-__all__ = ["FairQueue"]
+__all__ = ["FairQueue", "SlotSource"]

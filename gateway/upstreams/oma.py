@@ -23,7 +23,12 @@ from gateway.cache.pages import Codec
 from gateway.caller import Caller
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.times import FLOAT_EXACT_MS, from_epoch_ms_digits, parse_epoch_ms, to_epoch_ms
-from gateway.upstreams.endpoint import UpstreamClient, classify_http_failure
+from gateway.upstreams.endpoint import (
+    UpstreamClient,
+    classify_http_failure,
+    log_upstream_text,
+    upstream_code,
+)
 from gateway.upstreams.fields import (
     INT,
     TEXT,
@@ -209,25 +214,27 @@ class QueryResourceEndpoint:
 
     def parse(self, status: int, headers: httpx.Headers, payload: Any) -> SubscriptionPage:
         if status != 200:
-            message = "upstream refused the request"
-            if isinstance(payload, Mapping) and isinstance(payload.get("schema"), str):
-                message = payload["schema"][:200]
-            code = payload.get("error_code") if isinstance(payload, Mapping) else None
-            raise classify_http_failure(
-                UPSTREAM, status, headers, code if isinstance(code, str) else None, message
-            )
+            failure: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
+            # OMA's own failures carry a ``schema`` text, its API gateway's an error_code
+            # and error_msg: texts for the log, a code the caller may see.
+            text = failure.get("schema") or failure.get("error_msg")
+            raise classify_http_failure(UPSTREAM, status, headers, failure.get("error_code"), text)
         fields: Mapping[str, Any] = payload if isinstance(payload, Mapping) else {}
         return_code = read_text(fields, "returnCode")
         result = fields.get("result")
         # A failure may come without a result list: its code and description say more.
         if return_code != "0" and (return_code is not None or isinstance(result, list)):
-            description = read_text(fields, "description") or "no description"
+            code = upstream_code(return_code)
+            log_upstream_text(UPSTREAM, status, code, read_text(fields, "description"))
+            refused = return_code is not None
             raise UpstreamError(
-                ErrorKind.REFUSED if return_code is not None else ErrorKind.BAD_RESPONSE,
+                ErrorKind.REFUSED if refused else ErrorKind.BAD_RESPONSE,
                 UPSTREAM,
-                f"upstream returnCode {return_code}: {description[:200]}",
+                f"OMA refused the request (returnCode {code or 'unreadable'})"
+                if refused
+                else "OMA answered without a returnCode",
                 status=status,
-                upstream_code=return_code,
+                upstream_code=code,
             )
         if not isinstance(result, list):
             raise UpstreamError(

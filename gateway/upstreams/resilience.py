@@ -1,8 +1,9 @@
 """Per-upstream resilience: deadline, retries, circuit breaker, concurrency cap, rate limit.
 
 ``UpstreamGuard.run`` turns one logical upstream call into as many HTTP tries as
-the deadline allows. Each try passes, in order: the circuit breaker, the rate
-limiter, the concurrency cap, then the attempt itself. Clocks, sleeps and jitter
+the deadline allows. Each try passes, in order: the circuit breaker's cool-down, the
+rate limiter (in turn with the other callers), the breaker's probe, the concurrency
+cap, then the attempt itself. Clocks, sleeps and jitter
 are injectable so tests control time.
 """
 
@@ -13,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from gateway.config import UpstreamSettings
@@ -35,23 +37,38 @@ _MIN_ATTEMPT_TIMEOUT = 0.001
 
 
 class CircuitBreaker:
-    """Opens after ``threshold`` consecutive failures; after ``cooldown`` lets exactly one
-    probe through; the probe's outcome closes it or opens it for another cool-down.
+    """Opens after ``threshold`` consecutive failures that came from at least
+    ``min_callers`` distinct callers; after ``cooldown`` lets exactly one probe through;
+    the probe's outcome closes it or opens it for another cool-down.
 
     Whoever is let through reports the outcome with ``record_success`` or
-    ``record_failure``. Any answer counts, including one from a call let through
-    before the breaker opened: an answer is evidence of health, a failure of the
-    opposite.
+    ``record_failure``, and nothing for an outcome that says nothing of the upstream's
+    health (a refusal of the caller's own request). Any answer counts, including one
+    from a call let through before the breaker opened: an answer is evidence of health,
+    a failure of the opposite. A failure names its source, the caller it came to: one
+    caller failing again and again (an input the upstream answers with a 500) is one
+    source, and cannot open the breaker for every other caller. A failure no caller can
+    cause (the upstream refused the connection) is a source of its own each time.
     """
 
     def __init__(
-        self, upstream: str, threshold: int, cooldown: float, clock: Clock = time.monotonic
+        self,
+        upstream: str,
+        threshold: int,
+        cooldown: float,
+        clock: Clock = time.monotonic,
+        *,
+        min_callers: int = 1,
     ) -> None:
         self.upstream = upstream
         self.threshold = threshold
         self.cooldown = cooldown
+        self.min_callers = min_callers
         self._clock = clock
         self._failures = 0
+        # The callers among the consecutive failures, and the failures of no caller.
+        self._sources: set[str] = set()
+        self._sourceless = 0
         self._opened_at: float | None = None
         # Identifies the half-open probe in flight, so only its own caller can free the slot.
         self._probe: object | None = None
@@ -67,38 +84,51 @@ class CircuitBreaker:
             return "half_open"
         return "open"
 
-    def acquire(self) -> None:
-        """Let a call through, or raise ``CircuitOpen`` while open or while a probe runs."""
-        self._admit()
-
     def record_success(self) -> None:
         """The upstream answered: close and forget past failures."""
         if self._opened_at is not None:
             logger.info("circuit closed", extra={"upstream": self.upstream})
         self._failures = 0
+        self._sources.clear()
+        self._sourceless = 0
         self._opened_at = None
         self._probe = None
         self._state_gauge.set(0)
 
-    def record_failure(self) -> None:
-        """The upstream failed: open at ``threshold`` consecutive failures. A failure while
-        open or probing (a failed probe, or a straggler) restarts the cool-down."""
+    def record_failure(self, source: str | None) -> None:
+        """The upstream failed for ``source`` (a caller's fingerprint; None for a failure
+        no caller can cause): open at ``threshold`` consecutive failures from at least
+        ``min_callers`` sources. A failure while open or probing (a failed probe, or a
+        straggler) restarts the cool-down."""
         self._failures += 1
+        if source is None:
+            self._sourceless += 1
+        elif len(self._sources) < self.min_callers:  # more are never needed
+            self._sources.add(source)
         if self._opened_at is None:
-            if self._failures < self.threshold:
+            distinct = len(self._sources) + self._sourceless
+            if self._failures < self.threshold or distinct < self.min_callers:
                 return
             logger.warning(
-                "circuit opened", extra={"upstream": self.upstream, "failures": self._failures}
+                "circuit opened",
+                extra={"upstream": self.upstream, "failures": self._failures, "callers": distinct},
             )
         self._opened_at = self._clock()
         self._probe = None
         self._state_gauge.set(1)
 
-    def _admit(self) -> object | None:
-        """``acquire``, returning a token when this call is the half-open probe.
+    def fail_fast(self) -> None:
+        """Raise ``CircuitOpen`` while the breaker cools down; a call need not wait for a
+        slot of the rate limit only to be refused."""
+        if self._opened_at is not None and (left := self._cooldown_left()) > 0:
+            raise CircuitOpen(self.upstream, retry_after=left)
 
-        The probe's caller must hand the token to ``_release`` when it is done, so a
-        probe that ends without a verdict (cancelled, refused by the rate limit, an
+    def admit(self) -> object | None:
+        """Let a call through, or raise ``CircuitOpen`` while open or while a probe runs;
+        a token when this call is the half-open probe.
+
+        The probe's caller must hand the token to ``release`` when it is done, so a
+        probe that ends without a verdict (cancelled, a refusal of its own request, an
         unexpected exception) does not keep every later call out.
         """
         if self._opened_at is None:
@@ -112,7 +142,7 @@ class CircuitBreaker:
         logger.info("circuit half-open: probing", extra={"upstream": self.upstream})
         return self._probe
 
-    def _release(self, probe: object) -> None:
+    def release(self, probe: object) -> None:
         """Free the probe slot unless a verdict already did (or a newer probe holds it)."""
         if self._probe is probe:
             self._probe = None
@@ -120,6 +150,34 @@ class CircuitBreaker:
     def _cooldown_left(self) -> float:
         assert self._opened_at is not None
         return self.cooldown - (self._clock() - self._opened_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Requester:
+    """Who a call is made for, as the quota and the breaker see it."""
+
+    tenant: str
+    """The caller's credential fingerprint."""
+    origin: str = ""
+    """The client's address."""
+    verified: bool = True
+    """The upstream has answered this credential before: its failures are evidence about
+    the upstream, and its calls take turns as a tenant, not by address in the slice of
+    the quota left to the unverified."""
+
+    @property
+    def lane(self) -> str:
+        return VERIFIED if self.verified else UNVERIFIED
+
+    @property
+    def turn_key(self) -> str:
+        return self.tenant if self.verified else f"address {self.origin}"
+
+
+VERIFIED = "verified"
+UNVERIFIED = "unverified"
+ANYONE = Requester("")
+"""The requester of calls made for no caller in particular (tools, tests)."""
 
 
 class RateLimiter(Protocol):
@@ -196,6 +254,47 @@ class TokenBucket:
         return wait
 
 
+class SliceOf:
+    """A share of a rate limit's pace, for this process: an in-process bucket (one slot at a
+    time) whose rate follows the limit's, and its part of it when replicas share it. It
+    decides only which waiting calls go first (``FairQueue``'s gate): the slots themselves
+    still come from the limit, so a slice never needs a round trip of its own."""
+
+    def __init__(
+        self,
+        limiter: RateLimiter,
+        share: float,
+        *,
+        max_wait: float,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self._limiter = limiter
+        self._share = share
+        self._bucket = TokenBucket(
+            "slice", self._pace(), burst=1, max_wait=max_wait, clock=clock, sleep=sleep
+        )
+
+    def _pace(self) -> float:
+        # A limit shared by replicas says what part of it is this process's.
+        replica_rate = getattr(self._limiter, "replica_rate", None)
+        rate = self._limiter.rate if replica_rate is None else replica_rate
+        return max(0.0, rate * self._share)
+
+    @property
+    def rate(self) -> float:
+        self._bucket.rate = self._pace()
+        return self._bucket.rate
+
+    def free_slots(self) -> float:
+        self._bucket.rate = self._pace()
+        return self._bucket.free_slots()
+
+    async def acquire(self) -> float:
+        self._bucket.rate = self._pace()
+        return await self._bucket.acquire()
+
+
 class UpstreamGuard:
     """Everything one upstream call goes through; one per upstream per process."""
 
@@ -210,7 +309,11 @@ class UpstreamGuard:
     ) -> None:
         self.settings = settings
         self.breaker = CircuitBreaker(
-            settings.name, settings.breaker_threshold, settings.breaker_cooldown, clock
+            settings.name,
+            settings.breaker_threshold,
+            settings.breaker_cooldown,
+            clock,
+            min_callers=settings.breaker_min_callers,
         )
         if rate_limiter is None:
             rate_limiter = TokenBucket(
@@ -221,18 +324,37 @@ class UpstreamGuard:
                 sleep=sleep,
             )
         self.rate_limiter: RateLimiter = rate_limiter
-        # Its slots go to the callers waiting in turn.
+        # The limit's slots go to the callers waiting in turn: first to the unverified,
+        # within their slice of it, then to the tenants the upstream has answered, and
+        # what no tenant wants to the unverified again.
+        lanes: tuple[tuple[str, RateLimiter | None], ...] = ((VERIFIED, None), (UNVERIFIED, None))
+        if settings.unverified_share > 0 and rate_limiter.rate > 0:
+            unverified = SliceOf(
+                rate_limiter,
+                settings.unverified_share,
+                max_wait=settings.rate_limit_max_wait,
+                clock=clock,
+                sleep=sleep,
+            )
+            lanes = ((UNVERIFIED, unverified), (VERIFIED, None))
         self.turns = FairQueue(
-            settings.name, rate_limiter, max_wait=settings.rate_limit_max_wait, clock=clock
+            settings.name,
+            rate_limiter,
+            max_wait=settings.rate_limit_max_wait,
+            lanes=lanes,
+            clock=clock,
         )
         self._clock = clock
         self._sleep = sleep
         self._jitter = jitter
         self._slots = asyncio.Semaphore(settings.max_concurrency)
 
-    async def run(self, attempt: Callable[[float], Awaitable[T]], owner: str = "") -> T:
-        """One logical call within ``settings.deadline``, retried while the budget allows.
-        ``owner`` names the caller: the rate limit's slots go to callers in turn.
+    async def run(
+        self, attempt: Callable[[float], Awaitable[T]], requester: Requester = ANYONE
+    ) -> T:
+        """One logical call within ``settings.deadline``, retried while the budget allows,
+        for ``requester``: the rate limit's slots go to callers in turn, and only its
+        verified failures count towards opening the breaker.
 
         ``attempt(seconds_remaining)`` makes one HTTP try and raises ``UpstreamError``
         on failure. ``CircuitOpen`` and the rate limiter's refusals propagate without
@@ -241,13 +363,16 @@ class UpstreamGuard:
         deadline = self._clock() + self.settings.deadline
         retries = 0
         while True:
-            probe = self.breaker._admit()
+            # Refused at once while the breaker cools down; the probe is chosen only once
+            # its call has a slot, so a call queued for the quota cannot hold it.
+            self.breaker.fail_fast()
+            await self._wait_for_rate_limit(deadline, requester)
+            probe = self.breaker.admit()
             try:
-                await self._wait_for_rate_limit(deadline, owner)
                 try:
                     result = await self._call(attempt, deadline)
                 except UpstreamError as error:
-                    self._record(error)
+                    self._record(error, requester)
                     delay = self._retry_delay(error, retries, deadline)
                     if delay is None:
                         raise
@@ -256,18 +381,22 @@ class UpstreamGuard:
                     return result
             finally:
                 if probe is not None:
-                    self.breaker._release(probe)
+                    self.breaker.release(probe)
             retries += 1
             UPSTREAM_RETRIES.labels(self.settings.name).inc()
             await self._sleep(delay)
 
-    def _record(self, error: UpstreamError) -> None:
-        # Caller errors (bad token, bad input) and the upstream's own throttling show
-        # that it is alive and answering.
-        if error.kind.counts_against_breaker:
-            self.breaker.record_failure()
-        else:
-            self.breaker.record_success()
+    def _record(self, error: UpstreamError, requester: Requester) -> None:
+        """Only evidence about the upstream's health moves the breaker. A refusal of the
+        caller's own request (any 4xx, OMA's returnCode, the upstream's throttling) says
+        nothing of it; a failure seen by a credential the upstream never answered may be
+        the caller's doing; a failure to connect is nobody's."""
+        if not error.kind.counts_against_breaker:
+            return
+        if error.at_connect:
+            self.breaker.record_failure(None)
+        elif requester.verified:
+            self.breaker.record_failure(requester.tenant)
 
     def _retry_delay(self, error: UpstreamError, retries: int, deadline: float) -> float | None:
         """Seconds to sleep before the next try, or ``None`` to give up with ``error``."""
@@ -283,14 +412,14 @@ class UpstreamGuard:
             return None  # no time would be left for the retry
         return delay
 
-    async def _wait_for_rate_limit(self, deadline: float, owner: str) -> None:
+    async def _wait_for_rate_limit(self, deadline: float, requester: Requester) -> None:
         if self.rate_limiter.rate <= 0:
             return
         name = self.settings.name
         scope = asyncio.timeout(self._left(deadline))
         try:
             async with scope:
-                waited = await self.turns.acquire(owner)
+                waited = await self.turns.acquire(requester.turn_key, requester.lane)
         except TimeoutError:
             if not scope.expired():
                 raise

@@ -107,6 +107,11 @@ class RedisRateLimiter:
             return self._fallback.rate
         return self.quota
 
+    @property
+    def replica_rate(self) -> float:
+        """This replica's part of the quota: the quota divided by the replicas alive."""
+        return self.quota / self.replicas
+
     def free_slots(self) -> float:
         """The burst left, as far as this replica has seen the shared queue."""
         if self.quota <= 0:

@@ -41,9 +41,14 @@ def example_oma_response(_: httpx.Request) -> httpx.Response:
 async def make_upstreams() -> AsyncIterator[Callable[..., Upstreams]]:
     built: list[Upstreams] = []
 
-    def make(recorder: Recorder, **upstream_changes: Any) -> Upstreams:
+    def make(
+        recorder: Recorder, *, security: dict[str, Any] | None = None, **upstream_changes: Any
+    ) -> Upstreams:
         settings = settings_for_tests()
-        settings = settings.replace(oma=dataclasses.replace(settings.oma, **upstream_changes))
+        settings = settings.replace(
+            oma=dataclasses.replace(settings.oma, **upstream_changes),
+            security=dataclasses.replace(settings.security, **(security or {})),
+        )
         upstreams = build_upstreams(
             settings,
             PageCache.from_settings(CacheSettings()),

@@ -205,28 +205,38 @@ async def test_breaker_opens_fails_fast_and_closes_after_one_probe(
     settings = settings_for_tests()
     settings = settings.replace(
         oma=dataclasses.replace(
-            settings.oma, max_retries=0, breaker_threshold=3, breaker_cooldown=0.3, cache_ttl=0
+            settings.oma,
+            max_retries=0,
+            breaker_threshold=3,
+            breaker_min_callers=3,
+            breaker_cooldown=0.3,
+            cache_ttl=0,
         )
     )
     gateway = make_gateway(settings)
     app = create_app(gateway)
+    tenants = [{"X-Auth-Token": f"tenant-{i}"} for i in range(3)]
     async with httpx.AsyncClient(
-        transport=httpx.ASGITransport(app=app),
-        base_url="http://gateway",
-        headers={"X-Auth-Token": TOKEN},
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway"
     ) as http:
+        for headers in tenants:  # each tenant answered once: verified
+            assert (
+                "errors" not in (await http.post("/graphql", json=NORMAL, headers=headers)).json()
+            )
         simulator.knobs.oma.error_rate = 1.0
-        for _ in range(3):
-            await http.post("/graphql", json=NORMAL)
+        for headers in tenants[:2]:
+            await http.post("/graphql", json=NORMAL, headers=headers)
+        assert gateway.upstreams.breaker_states()["oma"] == "closed"  # two callers of three
+        await http.post("/graphql", json=NORMAL, headers=tenants[2])
         assert gateway.upstreams.breaker_states()["oma"] == "open"
         simulator.reset()
-        fast = await http.post("/graphql", json=NORMAL)
+        fast = await http.post("/graphql", json=NORMAL, headers=tenants[0])
         assert fast.json()["errors"][0]["extensions"]["code"] == "UPSTREAM_UNAVAILABLE"
         assert simulator.counts() == {}  # failing fast: no upstream traffic
         assert (await http.get("/readyz")).json()["breakers"]["oma"] == "open"
         simulator.knobs.oma.error_rate = 0.0
         await asyncio.sleep(0.35)
-        probe = await http.post("/graphql", json=NORMAL)
+        probe = await http.post("/graphql", json=NORMAL, headers=tenants[1])
         assert "errors" not in probe.json()
         assert simulator.counts() == {"oma.queryresource": 1}
         assert gateway.upstreams.breaker_states()["oma"] == "closed"

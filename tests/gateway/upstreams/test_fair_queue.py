@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from gateway.errors import ErrorKind, UpstreamError
+from gateway.metrics import REGISTRY
 from gateway.upstreams.fair_queue import FairQueue
 from gateway.upstreams.resilience import TokenBucket
 
@@ -49,12 +50,19 @@ def queue_for(limiter: Paced, *, max_wait: float = 3600) -> FairQueue:
     return FairQueue("cbc", limiter, max_wait=max_wait, clock=limiter.clock)
 
 
+def queued(lane: str = "calls") -> float | None:
+    """Calls waiting in a lane of the last queue made, as /metrics shows them."""
+    return REGISTRY.get_sample_value(
+        "gateway_rate_limit_queued_calls", {"upstream": "cbc", "lane": lane}
+    )
+
+
 async def test_a_caller_alone_gets_every_slot_at_the_limiters_pace() -> None:
     limiter = Paced(rate=10, burst=3)
     queue = queue_for(limiter)
     waits = await asyncio.gather(*(queue.acquire("alice") for _ in range(6)))
     assert sorted(waits) == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.2, 0.3])
-    assert queue.waiting() == 0
+    assert queued() == 0
 
 
 async def test_callers_take_turns_so_one_call_never_waits_behind_a_hundred() -> None:
@@ -104,7 +112,7 @@ async def test_a_caller_that_gives_up_hands_its_turn_on() -> None:
     assert await last == pytest.approx(0.1)
     with pytest.raises(asyncio.CancelledError):
         await gone
-    assert queue.waiting() == 0
+    assert queued() == 0
 
 
 async def test_a_refusal_of_the_shared_quota_reaches_the_caller_whose_turn_it_is() -> None:
@@ -148,7 +156,7 @@ async def test_a_call_overtaken_by_later_callers_is_throttled_after_max_wait() -
         await queue.acquire("alice")
     assert first == pytest.approx(0.0, abs=0.01)
     assert caught.value.kind is ErrorKind.THROTTLED  # not a timeout: the breaker ignores it
-    assert queue.waiting() == 0
+    assert queued() == 0
 
 
 async def test_a_limiter_failing_fails_one_turn_and_the_others_are_still_served() -> None:
@@ -166,4 +174,113 @@ async def test_without_a_limit_nobody_waits() -> None:
     limiter = Paced(rate=0)
     queue = queue_for(limiter)
     assert await asyncio.gather(*(queue.acquire("alice") for _ in range(100))) == [0.0] * 100
-    assert queue.waiting() == 0
+    assert queued() == 0
+
+
+class Gate:
+    """A gate on the same clock as the limiter: ``rate`` slots a second, one at a time."""
+
+    def __init__(self, limiter: Paced, rate: float) -> None:
+        self.bucket = TokenBucket(
+            "cbc", rate, burst=1, max_wait=3600, clock=limiter.clock, sleep=limiter.sleep
+        )
+        self.refusals = 0
+
+    @property
+    def rate(self) -> float:
+        return self.bucket.rate
+
+    def free_slots(self) -> float:
+        return self.bucket.free_slots()
+
+    async def acquire(self) -> float:
+        if self.refusals:
+            self.refusals -= 1
+            raise UpstreamError(ErrorKind.THROTTLED, "cbc", "the shared slice is spent")
+        return await self.bucket.acquire()
+
+
+def laned(limiter: Paced, gate: Gate, *, max_wait: float = 3600) -> FairQueue:
+    return FairQueue(
+        "cbc",
+        limiter,
+        max_wait=max_wait,
+        lanes=(("unverified", gate), ("verified", None)),
+        clock=limiter.clock,
+    )
+
+
+async def test_a_gated_lane_takes_no_more_than_its_gates_pace_and_the_others_the_rest() -> None:
+    limiter = Paced(rate=10)
+    queue = laned(limiter, Gate(limiter, rate=2))
+    served: list[tuple[str, float]] = []
+
+    async def call(key: str, lane: str) -> None:
+        await queue.acquire(key, lane)
+        served.append((lane, limiter.now - START))
+
+    flood = [asyncio.create_task(call(f"address {i}", "unverified")) for i in range(20)]
+    tenant = [asyncio.create_task(call("alice", "verified")) for _ in range(20)]
+    await asyncio.gather(*flood, *tenant)
+    first_second = [lane for lane, at in served if at < 1.0 - 1e-9]
+    # Two of the ten slots of the first second went to the flood, eight to the tenant.
+    assert first_second.count("unverified") == 2
+    assert first_second.count("verified") == 8
+    assert queued("unverified") == 0 and queued("verified") == 0
+
+
+async def test_calls_of_one_key_in_a_gated_lane_take_one_turn_among_the_keys() -> None:
+    limiter = Paced(rate=10)
+    queue = laned(limiter, Gate(limiter, rate=2))
+    served: list[str] = []
+
+    async def call(key: str) -> None:
+        await queue.acquire(key, "unverified")
+        served.append(key)
+
+    # One address invents a hundred tokens; another client comes after them.
+    many = [asyncio.create_task(call("address 10.0.0.66")) for _ in range(30)]
+    one = asyncio.create_task(call("address 10.0.0.7"))
+    await asyncio.gather(*many, one)
+    assert served.index("address 10.0.0.7") == 1
+
+
+async def test_a_gated_lane_alone_has_every_slot_nobody_else_wants() -> None:
+    limiter = Paced(rate=10)
+    queue = laned(limiter, Gate(limiter, rate=1))
+    waits = await asyncio.gather(*(queue.acquire("address a", "unverified") for _ in range(5)))
+    # The quota's pace, not the gate's: the tenants are quiet.
+    assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
+
+
+async def test_a_gate_that_refuses_refuses_its_call_and_the_slot_goes_on() -> None:
+    limiter = Paced(rate=10)
+    gate = Gate(limiter, rate=5)
+    gate.refusals = 1
+    queue = laned(limiter, gate)
+    refused = asyncio.create_task(queue.acquire("address a", "unverified"))
+    tenant = asyncio.create_task(queue.acquire("alice", "verified"))
+    with pytest.raises(UpstreamError) as caught:
+        await refused
+    assert caught.value.kind is ErrorKind.THROTTLED
+    assert await tenant == 0.0  # the slot the refused call would have had
+
+
+async def test_a_gated_call_is_refused_at_once_when_its_gates_pace_is_too_slow() -> None:
+    limiter = Paced(rate=10)
+    queue = laned(limiter, Gate(limiter, rate=1), max_wait=2)
+    waiting = [asyncio.create_task(queue.acquire("address a", "unverified")) for _ in range(3)]
+    await asyncio.sleep(0)
+    tenant = [asyncio.create_task(queue.acquire("alice", "verified")) for _ in range(15)]
+    await asyncio.sleep(0)
+    with pytest.raises(UpstreamError) as caught:
+        # Fourth behind the tenant's forty: at the gate's one a second, 3 s.
+        await queue.acquire("address a", "unverified")
+    assert caught.value.kind is ErrorKind.THROTTLED
+    await asyncio.gather(*waiting, *tenant)
+
+
+def test_a_gate_without_a_rate_is_refused() -> None:
+    limiter = Paced(rate=10)
+    with pytest.raises(ValueError):
+        laned(limiter, Gate(limiter, rate=0))

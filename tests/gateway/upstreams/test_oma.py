@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -169,18 +170,77 @@ async def test_errors_are_classified_and_only_transient_ones_retried(
     assert "secret-token" not in repr(caught.value) and "secret-token" not in str(caught.value)
 
 
-async def test_a_failure_without_a_result_list_keeps_its_code_and_description(
-    make_upstreams: Callable[..., Upstreams],
+async def test_a_failure_without_a_result_list_keeps_its_code_and_logs_its_description(
+    make_upstreams: Callable[..., Upstreams], caplog: pytest.LogCaptureFixture
 ) -> None:
     recorder = Recorder(
-        lambda _: httpx.Response(200, json={"returnCode": "1", "description": "token expired"})
+        lambda _: httpx.Response(
+            200, json={"returnCode": "1", "description": "token expired at db01.internal:5432"}
+        )
     )
     oma = make_upstreams(recorder).oma
-    with pytest.raises(UpstreamError) as caught:
-        await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
+    with caplog.at_level(logging.INFO, logger="gateway.upstream"):
+        with pytest.raises(UpstreamError) as caught:
+            await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
     assert caught.value.kind is ErrorKind.REFUSED
     assert caught.value.upstream_code == "1"
-    assert "token expired" in str(caught.value)
+    # The caller reads the gateway's words; what OMA wrote is for the operators' log.
+    assert caught.value.message == "OMA refused the request (returnCode 1)"
+    logged = [r for r in caplog.records if getattr(r, "upstream_text", None)]
+    assert [r.upstream_text for r in logged] == ["token expired at db01.internal:5432"]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind", "message"),
+    [
+        (
+            401,
+            {"schema": "Unauthorized operation. 1. Check..."},
+            ErrorKind.UNAUTHENTICATED,
+            "OMA did not accept the token (401)",
+        ),
+        (
+            502,
+            {"schema": "Business failure at com.huawei.oma.Service.query(Service.java:88)"},
+            ErrorKind.UNAVAILABLE,
+            "OMA failed to answer (502)",
+        ),
+        (
+            429,
+            {"error_code": "APIG.0308", "error_msg": "The request is throttled by db01"},
+            ErrorKind.THROTTLED,
+            "OMA is throttling the gateway's calls (429, APIG.0308)",
+        ),
+        (
+            431,
+            {"error_code": "APIG.0201", "error_msg": "Request header too large"},
+            ErrorKind.REFUSED,
+            "OMA refused the request (431, APIG.0201)",
+        ),
+        (
+            400,
+            {"error_code": "<script>", "error_msg": "bad"},
+            ErrorKind.BAD_REQUEST,
+            "OMA refused the request as invalid (400)",
+        ),
+    ],
+)
+async def test_failures_carry_the_gateways_words_and_a_well_formed_code_only(
+    make_upstreams: Callable[..., Upstreams],
+    status: int,
+    body: dict[str, str],
+    kind: ErrorKind,
+    message: str,
+) -> None:
+    oma = make_upstreams(Recorder(lambda _: httpx.Response(status, json=body))).oma
+    with pytest.raises(UpstreamError) as caught:
+        await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
+    assert caught.value.kind is kind
+    assert caught.value.message == message
+    code = body.get("error_code")
+    assert caught.value.upstream_code == (
+        code if code and code[0].isalpha() and "." in code else None
+    )
 
 
 async def test_refusals_never_open_the_breaker_for_other_callers(
@@ -270,19 +330,57 @@ async def test_connection_failures_are_unavailable(
 
 
 async def test_errors_are_not_cached(make_upstreams: Callable[..., Upstreams]) -> None:
-    responses = [httpx.Response(401, json={"schema": "no"}), None]
+    responses = [httpx.Response(502, json={"schema": "Business failure"}), None]
 
     def flaky(request: httpx.Request) -> httpx.Response:
         first = responses.pop(0)
         return first if first is not None else example_oma_response(request)
 
     recorder = Recorder(flaky)
-    oma = make_upstreams(recorder).oma
+    oma = make_upstreams(recorder, max_retries=0).oma
     with pytest.raises(UpstreamError):
         await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
     page = await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
     assert page.total == 1
     assert len(recorder.requests) == 2
+
+
+async def test_a_refused_token_is_refused_again_without_a_call_for_a_while(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    recorder = Recorder(lambda _: httpx.Response(401, json={"schema": "Unauthorized"}))
+    upstreams = make_upstreams(recorder, security={"rejected_ttl": 0.2})
+    for _ in range(5):
+        with pytest.raises(UpstreamError) as caught:
+            await upstreams.oma.fetch_subscription_page(Caller("revoked"), SubscriptionQuery(10))
+        assert caught.value.kind is ErrorKind.UNAUTHENTICATED
+    assert len(recorder.requests) == 1  # the four repeats cost no call
+    # Another token is asked as usual; the refusal is forgotten after its time.
+    with pytest.raises(UpstreamError):
+        await upstreams.oma.fetch_subscription_page(Caller("other"), SubscriptionQuery(10))
+    assert len(recorder.requests) == 2
+    await asyncio.sleep(0.25)
+    with pytest.raises(UpstreamError):
+        await upstreams.oma.fetch_subscription_page(Caller("revoked"), SubscriptionQuery(10))
+    assert len(recorder.requests) == 3
+
+
+async def test_a_token_once_answered_is_verified_until_it_is_refused(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    answers = [example_oma_response, lambda _: httpx.Response(401, json={"schema": "expired"})]
+    recorder = Recorder(lambda request: answers[0](request))
+    upstreams = make_upstreams(recorder, cache_ttl=0)
+    book = upstreams.books["oma"]
+    caller = Caller("alice")
+    assert not book.verified_here(caller.fingerprint)
+    await upstreams.oma.fetch_subscription_page(caller, SubscriptionQuery(10))
+    assert book.verified_here(caller.fingerprint)
+    assert not upstreams.books["cbc"].verified_here(caller.fingerprint)  # per upstream
+    answers.pop(0)  # the token expires
+    with pytest.raises(UpstreamError):
+        await upstreams.oma.fetch_subscription_page(caller, SubscriptionQuery(10))
+    assert not book.verified_here(caller.fingerprint)
 
 
 async def test_pages_are_cached_per_token(make_upstreams: Callable[..., Upstreams]) -> None:

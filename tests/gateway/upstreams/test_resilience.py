@@ -13,7 +13,7 @@ import pytest
 from gateway.config import UpstreamSettings
 from gateway.errors import CircuitOpen, ErrorKind, UpstreamError
 from gateway.metrics import REGISTRY
-from gateway.upstreams.resilience import CircuitBreaker, TokenBucket, UpstreamGuard
+from gateway.upstreams.resilience import CircuitBreaker, Requester, TokenBucket, UpstreamGuard
 
 START = 1000.0
 
@@ -63,6 +63,8 @@ def settings(**changes: object) -> UpstreamSettings:
         "rate_limit": 0.0,
         "breaker_threshold": 3,
         "breaker_cooldown": 5.0,
+        # The breaker's mechanics on their own; the tests of whose failures count set more.
+        "breaker_min_callers": 1,
     }
     values.update(changes)
     return UpstreamSettings(**values)  # type: ignore[arg-type]
@@ -361,47 +363,148 @@ async def test_a_probe_without_a_verdict_frees_the_probe_slot() -> None:
 
 @pytest.mark.parametrize(
     "kind",
-    [ErrorKind.UNAUTHENTICATED, ErrorKind.FORBIDDEN, ErrorKind.BAD_REQUEST, ErrorKind.THROTTLED],
+    [
+        ErrorKind.UNAUTHENTICATED,
+        ErrorKind.FORBIDDEN,
+        ErrorKind.BAD_REQUEST,
+        ErrorKind.THROTTLED,
+        ErrorKind.REFUSED,
+    ],
 )
-async def test_caller_errors_and_throttling_do_not_open_the_breaker(kind: ErrorKind) -> None:
+async def test_refusals_and_throttling_are_no_evidence_either_way(kind: ErrorKind) -> None:
     fake = FakeTime()
-    upstream_guard = guard(fake, max_retries=0)
-    with pytest.raises(UpstreamError):
-        await upstream_guard.run(Script(ErrorKind.UNAVAILABLE, ErrorKind.UNAVAILABLE))
+    upstream_guard = guard(fake, max_retries=0, breaker_threshold=3)
+    for _ in range(2):
+        with pytest.raises(UpstreamError):
+            await upstream_guard.run(Script(ErrorKind.UNAVAILABLE))
     for _ in range(10):
         with pytest.raises(UpstreamError):
             await upstream_guard.run(Script(kind))
-    # They show the upstream answering, which also resets the failure count.
+    assert upstream_guard.breaker.state == "closed"  # they did not count...
     with pytest.raises(UpstreamError):
         await upstream_guard.run(Script(ErrorKind.UNAVAILABLE))
+    assert upstream_guard.breaker.state == "open"  # ...nor reset the two failures before them
+
+
+def tenant(name: str, *, verified: bool = True) -> Requester:
+    return Requester(name, origin=f"10.0.0.{len(name)}", verified=verified)
+
+
+async def test_one_caller_failing_again_and_again_cannot_open_the_breaker() -> None:
+    fake = FakeTime()
+    upstream_guard = guard(fake, max_retries=0, breaker_threshold=5, breaker_min_callers=3)
+    mallory = tenant("mallory")
+    for _ in range(50):  # an input the upstream answers with a 500, sent fifty times
+        with pytest.raises(UpstreamError):
+            await upstream_guard.run(Script(ErrorKind.UNAVAILABLE), mallory)
+    assert upstream_guard.breaker.state == "closed"
+    assert await upstream_guard.run(Script(), tenant("alice")) == "ok"
+
+
+async def test_failures_from_enough_distinct_callers_open_the_breaker() -> None:
+    fake = FakeTime()
+    upstream_guard = guard(fake, max_retries=0, breaker_threshold=5, breaker_min_callers=3)
+    for name in ("alice", "alice", "alice", "bob"):
+        with pytest.raises(UpstreamError):
+            await upstream_guard.run(Script(ErrorKind.TIMEOUT), tenant(name))
+    assert upstream_guard.breaker.state == "closed"  # four failures, two callers
+    with pytest.raises(UpstreamError) as caught:
+        await upstream_guard.run(Script(ErrorKind.BAD_RESPONSE), tenant("carol"))
+    assert not isinstance(caught.value, CircuitOpen)
+    assert upstream_guard.breaker.state == "open"
+    with pytest.raises(CircuitOpen):
+        await upstream_guard.run(Script(), tenant("dave"))
+
+
+async def test_failures_of_unverified_credentials_never_count() -> None:
+    fake = FakeTime()
+    upstream_guard = guard(fake, max_retries=0, breaker_threshold=3, breaker_min_callers=2)
+    for index in range(30):  # invented tokens, each a caller of its own
+        with pytest.raises(UpstreamError):
+            await upstream_guard.run(
+                Script(ErrorKind.UNAVAILABLE), tenant(f"invented-{index}", verified=False)
+            )
+    assert upstream_guard.breaker.state == "closed"
+
+
+async def test_failures_to_connect_count_whoever_saw_them() -> None:
+    fake = FakeTime()
+    upstream_guard = guard(fake, max_retries=0, breaker_threshold=3, breaker_min_callers=3)
+    stranger = tenant("stranger", verified=False)
+
+    async def unreachable(remaining: float) -> str:
+        raise UpstreamError(ErrorKind.UNAVAILABLE, "oma", "could not connect", at_connect=True)
+
+    for _ in range(3):
+        with pytest.raises(UpstreamError):
+            await upstream_guard.run(unreachable, stranger)
+    assert upstream_guard.breaker.state == "open"
+
+
+async def test_an_unverified_probe_that_fails_leaves_the_breaker_to_the_next_probe() -> None:
+    fake = FakeTime()
+    upstream_guard = guard(fake, max_retries=0)
+    await open_breaker(upstream_guard)
+    fake.now += 5.0
+    with pytest.raises(UpstreamError) as caught:
+        await upstream_guard.run(Script(ErrorKind.UNAVAILABLE), tenant("x", verified=False))
+    assert not isinstance(caught.value, CircuitOpen)
+    # Its failure says nothing: still half-open, and the next caller probes at once.
+    assert upstream_guard.breaker.state == "half_open"
+    assert await upstream_guard.run(Script(), tenant("alice")) == "ok"
     assert upstream_guard.breaker.state == "closed"
 
 
 def test_breaker_on_its_own() -> None:
     fake = FakeTime()
-    breaker = CircuitBreaker("oma", threshold=2, cooldown=5, clock=fake.clock)
-    breaker.acquire()
-    breaker.record_failure()
+    breaker = CircuitBreaker("breaker-alone", threshold=2, cooldown=5, clock=fake.clock)
+    assert metric("gateway_circuit_breaker_open", "breaker-alone") == 0  # closed from the start
+    assert breaker.admit() is None
+    breaker.record_failure("alice")
     assert breaker.state == "closed"
-    breaker.record_failure()
+    breaker.record_failure("alice")
     assert breaker.state == "open"
+    with pytest.raises(CircuitOpen) as cooling:
+        breaker.admit()
+    assert cooling.value.retry_after == pytest.approx(5.0)
     with pytest.raises(CircuitOpen):
-        breaker.acquire()
+        breaker.fail_fast()
 
     fake.now += 5
     assert breaker.state == "half_open"
-    breaker.acquire()  # the probe
-    with pytest.raises(CircuitOpen):
-        breaker.acquire()
-    breaker.record_failure()  # one failed probe is enough to re-open
+    breaker.fail_fast()  # cooled down: nothing to refuse before the probe
+    probe = breaker.admit()
+    assert probe is not None
+    with pytest.raises(CircuitOpen) as during_probe:
+        breaker.admit()
+    assert during_probe.value.retry_after == pytest.approx(1.0)
+    breaker.record_failure(None)  # one failed probe is enough to re-open
     assert breaker.state == "open"
 
     fake.now += 5
-    breaker.acquire()
+    probe = breaker.admit()
+    assert probe is not None
+    breaker.release(object())  # another's token frees nothing
+    assert breaker.state == "half_open"
+    with pytest.raises(CircuitOpen):
+        breaker.admit()
+    breaker.release(probe)
+    assert breaker.admit() is not None  # the slot is free again
     breaker.record_success()
     assert breaker.state == "closed"
-    breaker.record_failure()
+    assert metric("gateway_circuit_breaker_open", "breaker-alone") == 0
+    breaker.record_failure("alice")
     assert breaker.state == "closed"  # the count started again
+
+
+def test_a_breaker_needing_several_callers_counts_each_once() -> None:
+    fake = FakeTime()
+    breaker = CircuitBreaker("oma", threshold=3, cooldown=5, clock=fake.clock, min_callers=2)
+    for _ in range(5):
+        breaker.record_failure("alice")
+    assert breaker.state == "closed"
+    breaker.record_failure(None)  # nobody's failure is a source of its own
+    assert breaker.state == "open"
 
 
 # --- token bucket -------------------------------------------------------------------------
@@ -617,18 +720,21 @@ async def test_waiting_for_a_concurrency_slot_counts_against_the_deadline() -> N
         await holder
 
 
-async def test_an_unlimited_limiter_is_not_consulted() -> None:
-    class Unlimited:
-        rate = 0.0
-        calls = 0
+async def test_with_the_rate_limit_off_a_hundred_calls_go_out_without_waiting() -> None:
+    fake = FakeTime()
+    name = "unlimited"
+    waits = metric("gateway_rate_limit_wait_seconds_count", name)
+    upstream_guard = guard(fake, name=name, rate_limit=0)
+    started: list[float] = []
 
-        async def acquire(self) -> float:
-            Unlimited.calls += 1
-            return 0.0
+    async def attempt(remaining: float) -> str:
+        started.append(fake.now)
+        await asyncio.sleep(0)
+        return "ok"
 
-    upstream_guard = UpstreamGuard(settings(name="unlimited"), rate_limiter=Unlimited())
-    assert await upstream_guard.run(Script()) == "ok"
-    assert Unlimited.calls == 0
+    assert await asyncio.gather(*(upstream_guard.run(attempt) for _ in range(100))) == ["ok"] * 100
+    assert started == [START] * 100 and fake.sleeps == []
+    assert metric("gateway_rate_limit_wait_seconds_count", name) == waits  # no queue at all
 
 
 async def test_the_rate_limit_serves_callers_in_turn() -> None:
@@ -649,7 +755,7 @@ async def test_the_rate_limit_serves_callers_in_turn() -> None:
         return "ok"
 
     async def call(owner: str) -> None:
-        await upstream_guard.run(answer, owner)
+        await upstream_guard.run(answer, tenant(owner))
         served_at[owner].append(fake.now - START)
 
     # Mallory's linked query sends 50 calls at once; alice's one call comes just after.
@@ -657,3 +763,38 @@ async def test_the_rate_limit_serves_callers_in_turn() -> None:
     # Alice's call goes in the first round, not after mallory's fifty (4 s at 10/s).
     assert served_at["alice"] == [0.0]
     assert max(served_at["mallory"]) == pytest.approx(4.1)
+
+
+async def test_invented_credentials_share_a_slice_of_the_quota_and_tenants_the_rest() -> None:
+    fake = FakeTime()
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+        fake.now += seconds
+
+    upstream_guard = UpstreamGuard(
+        settings(rate_limit=10, rate_limit_max_wait=60, deadline=120, unverified_share=0.2),
+        clock=fake.clock,
+        sleep=sleep,
+    )
+    served_at: dict[str, list[float]] = {"flood": [], "alice": []}
+
+    async def answer(remaining: float) -> str:
+        return "ok"
+
+    async def call(who: str, requester: Requester) -> None:
+        await upstream_guard.run(answer, requester)
+        served_at[who].append(fake.now - START)
+
+    # One client sends forty requests, each with a token of its own invention.
+    flood = [
+        call("flood", Requester(f"invented-{i}", origin="203.0.113.9", verified=False))
+        for i in range(40)
+    ]
+    alice = [call("alice", tenant("alice")) for _ in range(40)]
+    await asyncio.gather(*flood, *alice)
+    # The flood gets two calls a second (a fifth of ten), the tenant all the others: the
+    # burst at once, then eight a second.
+    assert len([at for at in served_at["flood"] if at < 1.0]) == 2
+    assert len([at for at in served_at["alice"] if at < 1.0]) >= 8 + 8
+    assert max(served_at["alice"]) < 4.0  # 40 calls at 8 a second after the burst, not 5
