@@ -170,10 +170,10 @@ class CredentialBook:
         self._unknown.put(fingerprint, True, _UNKNOWN_FOR)
         return False, None
 
-    async def await_trial(self, fingerprint: str, timeout: float) -> bool:
+    async def await_trial(self, fingerprint: str, patience: float) -> bool:
         """For a call of an unverified credential: True when it is the credential's first
         call in flight here (its trial: ``end_trial`` when it is done); else, after waiting
-        up to ``timeout`` for the trial's verdict, False. An invented token's fan-out then
+        up to ``patience`` seconds for the trial's verdict, False. An invented token's fan-out then
         costs one call, and a new tenant's the trial's round trip before its other calls
         take the verified lane."""
         pending = self._trials.get(fingerprint)
@@ -181,7 +181,7 @@ class CredentialBook:
             self._trials[fingerprint] = asyncio.Event()
             return True
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(patience):
                 await pending.wait()
         return False
 
