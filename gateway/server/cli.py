@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
+from uvicorn.supervisors import Multiprocess
 
 from gateway.config import ConfigError, ServerSettings, Settings
+from gateway.server.connections import LimitedConfig
 
 if TYPE_CHECKING:
     from gateway.server.runtime import Gateway
@@ -104,9 +106,12 @@ def _whole_number(minimum: int, maximum: int = 2**31 - 1) -> Callable[[str], int
 PORT = _whole_number(0, 65535)
 
 
-def _uvicorn_config(app: object, server: ServerSettings) -> uvicorn.Config:
-    return uvicorn.Config(
-        app,  # type: ignore[arg-type]
+def _uvicorn_config(app: object, server: ServerSettings, **options: Any) -> LimitedConfig:
+    """uvicorn's configuration with the gateway's connection limits (header size, header and
+    body timeouts, idle connections, connection count: ``gateway.server.connections``)."""
+    return LimitedConfig(
+        app,
+        server,
         host=server.host,
         port=server.port,
         log_config=None,
@@ -114,6 +119,7 @@ def _uvicorn_config(app: object, server: ServerSettings) -> uvicorn.Config:
         lifespan="on",
         timeout_graceful_shutdown=math.ceil(server.shutdown_grace),
         server_header=False,
+        **options,
     )
 
 
@@ -125,17 +131,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings(args)
     configure_logging(settings.server.log_level)
     if settings.server.workers > 1:
-        # Several workers need an import string; each builds its own gateway.
-        uvicorn.run(
+        # Several workers need an import string; each builds its own gateway. What
+        # uvicorn.run does for workers, with the configuration (and its limits) made here.
+        config = _uvicorn_config(
             "gateway.server.cli:app_from_environment",
+            settings.server,
             factory=True,
-            host=settings.server.host,
-            port=settings.server.port,
             workers=settings.server.workers,
-            log_config=None,
-            access_log=False,
-            timeout_graceful_shutdown=math.ceil(settings.server.shutdown_grace),
         )
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
         return 0
     gateway = Gateway.build(settings)
     app = create_app(gateway)

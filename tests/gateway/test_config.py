@@ -112,3 +112,43 @@ def test_values_that_could_not_work_are_refused_by_name(name: str, value: str) -
 )
 def test_a_cache_url_loses_a_trailing_slash_but_not_its_schemes(url: str, kept: str) -> None:
     assert Settings.from_env({"GATEWAY_CACHE_URL": url}).cache.url == kept
+
+
+def test_connection_limits_have_defaults_real_clients_fit_in_and_are_read() -> None:
+    server = Settings.from_env({}).server
+    # IAM tokens of about 12 KB with a browser's headers; slow clients gone within 10 s.
+    assert server.max_header_bytes == 32 * 1024
+    assert server.header_timeout == 10 and server.body_timeout == 10
+    assert server.keep_alive_timeout > 60  # past the proxies' pooled connections
+    assert server.max_connections == 500
+    server = Settings.from_env(
+        {
+            "GATEWAY_MAX_HEADER_BYTES": "16384",
+            "GATEWAY_HEADER_TIMEOUT": "2.5",
+            "GATEWAY_BODY_TIMEOUT": "4",
+            "GATEWAY_KEEP_ALIVE_TIMEOUT": "0.5",
+            "GATEWAY_MAX_CONNECTIONS": "64",
+        }
+    ).server
+    assert server.max_header_bytes == 16384
+    assert (server.header_timeout, server.body_timeout, server.keep_alive_timeout) == (2.5, 4, 0.5)
+    assert server.max_connections == 64
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GATEWAY_MAX_HEADER_BYTES", "512"),  # not even a request line and a token's name
+        ("GATEWAY_MAX_HEADER_BYTES", "32k"),
+        ("GATEWAY_HEADER_TIMEOUT", "0"),  # every connection closed before it could ask
+        ("GATEWAY_BODY_TIMEOUT", "-1"),
+        ("GATEWAY_KEEP_ALIVE_TIMEOUT", "nan"),
+        ("GATEWAY_MAX_CONNECTIONS", "0"),
+        ("GATEWAY_MAX_CONNECTIONS", "2.5"),
+    ],
+)
+def test_connection_limits_that_could_not_work_are_refused_by_name(name: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    (problem,) = caught.value.problems
+    assert problem.startswith(name)

@@ -48,6 +48,26 @@ def test_check_config_lists_every_problem(
     assert "GATEWAY_PORT" in err and "GATEWAY_CBC_RATE_LIMIT" in err
 
 
+def test_check_config_lists_every_connection_limit_that_could_not_work(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_MAX_HEADER_BYTES", "100")
+    monkeypatch.setenv("GATEWAY_HEADER_TIMEOUT", "0")
+    monkeypatch.setenv("GATEWAY_BODY_TIMEOUT", "soon")
+    monkeypatch.setenv("GATEWAY_KEEP_ALIVE_TIMEOUT", "-5")
+    monkeypatch.setenv("GATEWAY_MAX_CONNECTIONS", "0")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    for name in (
+        "GATEWAY_MAX_HEADER_BYTES",
+        "GATEWAY_HEADER_TIMEOUT",
+        "GATEWAY_BODY_TIMEOUT",
+        "GATEWAY_KEEP_ALIVE_TIMEOUT",
+        "GATEWAY_MAX_CONNECTIONS",
+    ):
+        assert name in err
+
+
 def test_check_config_refuses_tracing_without_opentelemetry(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
