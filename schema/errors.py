@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from graphql import ExecutionResult as GraphQLExecutionResult
-from graphql.error import GraphQLError
+from graphql.error import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import SchemaExtension
 from strawberry.types.execution import ExecutionResult as StrawberryExecutionResult
 
@@ -45,6 +45,10 @@ def translate_error(error: GraphQLError) -> GraphQLError:
     extensions: dict[str, Any]
     if isinstance(original, UpstreamError):
         extensions = {"code": original.kind.value, "upstream": original.upstream}
+        if original.upstream_code is not None:
+            # The upstream's own code, of a code's form (never its text): what a caller
+            # may quote to the upstream's support.
+            extensions["upstreamCode"] = original.upstream_code
         if original.retry_after is not None:
             extensions["retryAfter"] = round(original.retry_after, 3)
         message = original.message
@@ -57,10 +61,12 @@ def translate_error(error: GraphQLError) -> GraphQLError:
         # Parse, validation and variable errors: already safe to show.
         code = (error.extensions or {}).get("code")
         if code is None:
+            # By the error's kind, not its text: a validation message quotes the
+            # document's values, which may read "Syntax Error".
             code = (
                 "GRAPHQL_PARSE_FAILED"
-                if "Syntax Error" in error.message
-                else ("GRAPHQL_VALIDATION_FAILED")
+                if isinstance(error, GraphQLSyntaxError)
+                else "GRAPHQL_VALIDATION_FAILED"
             )
         return _with(error, error.message, {**(error.extensions or {}), "code": code})
     elif error.path is None:

@@ -63,6 +63,9 @@ _OMA_NUMBER = re.compile(r"^-?\d{1,18}$")
 _CBC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 _RATE_KNOBS: Final = ("error_rate", "throttle_rate")
 _COUNT_KNOBS: Final = ("throttle_next", "retry_after")
+_MAX_ERROR_TEXT: Final = 4096
+MAX_HEADER_BYTES: Final = 16 * 1024
+"""The API gateway in front of both APIs refuses requests whose headers pass 16 KB."""
 
 
 @dataclass(slots=True)
@@ -81,6 +84,9 @@ class UpstreamKnobs:
     """Seconds in the ``Retry-After`` header of a 429."""
     fault: Fault | None = None
     """Every call, until cleared: non_json, wrong_shape, redirect or hang."""
+    error_text: str | None = None
+    """What a 5xx answer says instead of the documented text (OMA's ``schema``, CBC's
+    ``error_msg``): a real upstream's failure may name hosts and stack frames."""
 
     def __setattr__(self, name: str, value: object) -> None:
         object.__setattr__(self, name, checked_knob(name, value))
@@ -92,6 +98,10 @@ def checked_knob(name: str, value: object) -> object:
         if value is None or value in FAULTS:
             return value
         raise ValueError(f"fault must be null or one of {', '.join(FAULTS)}")
+    if name == "error_text":
+        if value is None or (isinstance(value, str) and len(value) <= _MAX_ERROR_TEXT):
+            return value
+        raise ValueError(f"error_text must be null or a string of at most {_MAX_ERROR_TEXT}")
     if name in _COUNT_KNOBS:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
@@ -196,6 +206,8 @@ class Simulator:
         # The page's table says X-Auth-Token, its own example sends X-Auth_Token.
         token = _token(request, "x-auth-token") or _token(request, "x-auth_token")
         body = await self._record(OMA_ENDPOINT, request, token)
+        if _header_bytes(request) > MAX_HEADER_BYTES:
+            return _too_large_headers()
         failure = await self._misbehave("oma")
         if failure is not None:
             return failure
@@ -219,6 +231,8 @@ class Simulator:
     async def _cbc(self, request: Request) -> Response:
         token = _token(request, "x-auth-token")
         body = await self._record(CBC_ENDPOINT, request, token)
+        if _header_bytes(request) > MAX_HEADER_BYTES:
+            return _too_large_headers()
         failure = await self._misbehave("cbc")
         if failure is not None:
             return failure
@@ -287,8 +301,8 @@ class Simulator:
             )
         if knobs.error_rate > 0 and chance() < knobs.error_rate:
             if upstream == "oma":
-                return _json({"schema": "Business failure"}, 502)
-            return _cbc_error(500, "CBC.0999", "Other errors.")
+                return _json({"schema": knobs.error_text or "Business failure"}, 502)
+            return _cbc_error(500, "CBC.0999", knobs.error_text or "Other errors.")
         return None
 
     async def _stats(self, _: Request) -> Response:
@@ -311,6 +325,15 @@ class Simulator:
 
     async def _healthz(self, _: Request) -> Response:
         return _json({"status": "ok", "tenants": len(self.tenants)})
+
+
+def _header_bytes(request: Request) -> int:
+    return sum(len(name) + len(value) + 4 for name, value in request.scope["headers"])
+
+
+def _too_large_headers() -> Response:
+    # The API gateway's own answer, before the service sees the request.
+    return _json({"error_code": "APIG.0201", "error_msg": "Request header fields too large"}, 431)
 
 
 def _token(request: Request, header: str) -> str | None:

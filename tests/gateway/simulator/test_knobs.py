@@ -196,3 +196,30 @@ def test_a_patch_sets_every_named_knob(sim: Simulator) -> None:
     for bad in bad_patches:
         with pytest.raises(ValueError):
             sim.knobs.patch(bad)
+
+
+async def test_error_text_replaces_what_a_5xx_answer_says(
+    sim: Simulator, upstreams: Upstreams
+) -> None:
+    sim.knobs.oma.error_rate = 1.0
+    sim.knobs.cbc.error_rate = 1.0
+    sim.knobs.oma.error_text = sim.knobs.cbc.error_text = "db01.internal.corp:5432 refused"
+    oma = await upstreams.oma(OMA_BODY)
+    cbc = await upstreams.cbc({})
+    assert (oma.status_code, oma.json()) == (502, {"schema": "db01.internal.corp:5432 refused"})
+    assert cbc.status_code == 500
+    assert cbc.json() == {"error_code": "CBC.0999", "error_msg": "db01.internal.corp:5432 refused"}
+    with pytest.raises(ValueError):
+        sim.knobs.cbc.error_text = 5  # type: ignore[assignment]
+
+
+async def test_headers_over_16_kb_are_refused_as_the_api_gateway_does(
+    upstreams: Upstreams,
+) -> None:
+    for answer in (
+        await upstreams.cbc({}, token="t" * (16 * 1024 + 1)),
+        await upstreams.oma(OMA_BODY, token="t" * (16 * 1024 + 1)),
+    ):
+        assert answer.status_code == 431
+        assert answer.json()["error_code"] == "APIG.0201"
+    assert (await upstreams.cbc({}, token="t" * 12_000)).status_code == 200
