@@ -61,10 +61,13 @@ class RequestObserver:
 
     def _record(self, scope: Scope, request_id: str, status: int, elapsed: float) -> None:
         path: str = scope.get("path", "")
+        client = scope.get("client")
         entry: dict[str, Any] = {
             "request_id": request_id,
             "method": scope.get("method"),
             "path": path,
+            # The peer, or the client a trusted proxy named (ProxyHeadersMiddleware).
+            "client": client[0] if client else None,
             "status": status,
             "duration_ms": round(elapsed * 1000, 2),
         }

@@ -1,6 +1,6 @@
 import pytest
 
-from gateway.config import ConfigError, Settings, upstream_variables
+from gateway.config import ConfigError, SecuritySettings, Settings, upstream_variables
 
 
 def test_defaults_are_production_with_memory_cache_and_the_documented_quota() -> None:
@@ -152,3 +152,53 @@ def test_connection_limits_that_could_not_work_are_refused_by_name(name: str, va
         Settings.from_env({name: value})
     (problem,) = caught.value.problems
     assert problem.startswith(name)
+
+
+def test_what_the_gateway_believes_of_callers_has_documented_defaults_and_is_read() -> None:
+    defaults = Settings.from_env({})
+    assert defaults.security == SecuritySettings()
+    assert defaults.security.max_token_bytes == 12_288
+    assert (defaults.security.verified_ttl, defaults.security.rejected_ttl) == (3600.0, 30.0)
+    assert defaults.security.trusted_proxies == ()
+    assert (defaults.oma.breaker_min_callers, defaults.oma.unverified_share) == (3, 0.2)
+    read = Settings.from_env(
+        {
+            "GATEWAY_CREDENTIAL_SECRET": "0123456789abcdef0123456789abcdef",
+            "GATEWAY_MAX_TOKEN_BYTES": "8192",
+            "GATEWAY_CREDENTIAL_VERIFIED_TTL": "600",
+            "GATEWAY_CREDENTIAL_REJECTED_TTL": "0",
+            "GATEWAY_TRUSTED_PROXIES": "10.0.0.0/8, 192.0.2.1,2001:db8::/32",
+            "GATEWAY_CBC_BREAKER_MIN_CALLERS": "1",
+            "GATEWAY_OMA_UNVERIFIED_SHARE": "0.5",
+        }
+    )
+    assert read.security.credential_secret == "0123456789abcdef0123456789abcdef"
+    assert "0123456789abcdef" not in repr(read)  # the secret never shows
+    assert read.security.max_token_bytes == 8192
+    assert (read.security.verified_ttl, read.security.rejected_ttl) == (600.0, 0.0)
+    assert read.security.trusted_proxies == ("10.0.0.0/8", "192.0.2.1", "2001:db8::/32")
+    assert read.cbc.breaker_min_callers == 1 and read.oma.breaker_min_callers == 3
+    assert read.oma.unverified_share == 0.5 and read.cbc.unverified_share == 0.2
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("GATEWAY_CREDENTIAL_SECRET", "short", "at least 32 characters"),
+        ("GATEWAY_MAX_TOKEN_BYTES", "63", "from 64 to 16384"),
+        ("GATEWAY_MAX_TOKEN_BYTES", "16385", "from 64 to 16384"),  # past the upstreams' cap
+        ("GATEWAY_CREDENTIAL_VERIFIED_TTL", "0", "above 0"),
+        ("GATEWAY_CREDENTIAL_REJECTED_TTL", "-1", "at least 0"),
+        ("GATEWAY_TRUSTED_PROXIES", "10.0.0.0/8, proxy.local", "'proxy.local' is not an IP"),
+        ("GATEWAY_OMA_BREAKER_MIN_CALLERS", "0", "from 1 to"),
+        ("GATEWAY_CBC_UNVERIFIED_SHARE", "1.5", "at most 1"),
+        ("GATEWAY_CBC_UNVERIFIED_SHARE", "-0.1", "at least 0"),
+    ],
+)
+def test_beliefs_that_could_not_work_are_refused_by_name(
+    name: str, value: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    (reported,) = caught.value.problems
+    assert reported.startswith(name) and problem in reported
