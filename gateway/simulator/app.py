@@ -84,6 +84,9 @@ class UpstreamKnobs:
     """Seconds in the ``Retry-After`` header of a 429."""
     fault: Fault | None = None
     """Every call, until cleared: non_json, wrong_shape, redirect or hang."""
+    failing_tokens: str | None = None
+    """Calls whose token starts with this are answered with the upstream's 5xx: an input
+    that makes the upstream fail, which only the caller who found it sends."""
     error_text: str | None = None
     """What a 5xx answer says instead of the documented text (OMA's ``schema``, CBC's
     ``error_msg``): a real upstream's failure may name hosts and stack frames."""
@@ -98,10 +101,10 @@ def checked_knob(name: str, value: object) -> object:
         if value is None or value in FAULTS:
             return value
         raise ValueError(f"fault must be null or one of {', '.join(FAULTS)}")
-    if name == "error_text":
-        if value is None or (isinstance(value, str) and len(value) <= _MAX_ERROR_TEXT):
+    if name in ("error_text", "failing_tokens"):
+        if value is None or (isinstance(value, str) and 0 < len(value) <= _MAX_ERROR_TEXT):
             return value
-        raise ValueError(f"error_text must be null or a string of at most {_MAX_ERROR_TEXT}")
+        raise ValueError(f"{name} must be null or a string of 1 to {_MAX_ERROR_TEXT} characters")
     if name in _COUNT_KNOBS:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
@@ -208,7 +211,7 @@ class Simulator:
         body = await self._record(OMA_ENDPOINT, request, token)
         if _header_bytes(request) > MAX_HEADER_BYTES:
             return _too_large_headers()
-        failure = await self._misbehave("oma")
+        failure = await self._misbehave("oma", token)
         if failure is not None:
             return failure
         if token is None or token.startswith(("invalid", "forbidden")):
@@ -233,7 +236,7 @@ class Simulator:
         body = await self._record(CBC_ENDPOINT, request, token)
         if _header_bytes(request) > MAX_HEADER_BYTES:
             return _too_large_headers()
-        failure = await self._misbehave("cbc")
+        failure = await self._misbehave("cbc", token)
         if failure is not None:
             return failure
         if token is None or token.startswith("invalid"):
@@ -271,7 +274,7 @@ class Simulator:
         )
         return body
 
-    async def _misbehave(self, upstream: Upstream) -> Response | None:
+    async def _misbehave(self, upstream: Upstream, token: str | None) -> Response | None:
         """What the knobs make of this call: a failure to answer with, or None to answer."""
         knobs = self.knobs.oma if upstream == "oma" else self.knobs.cbc
         if knobs.latency > 0:
@@ -299,7 +302,10 @@ class Simulator:
                 429,
                 headers={"Retry-After": str(knobs.retry_after)},
             )
-        if knobs.error_rate > 0 and chance() < knobs.error_rate:
+        failing = knobs.failing_tokens is not None and (token or "").startswith(
+            knobs.failing_tokens
+        )
+        if failing or (knobs.error_rate > 0 and chance() < knobs.error_rate):
             if upstream == "oma":
                 return _json({"schema": knobs.error_text or "Business failure"}, 502)
             return _cbc_error(500, "CBC.0999", knobs.error_text or "Other errors.")

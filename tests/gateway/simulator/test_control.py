@@ -86,6 +86,7 @@ async def test_knobs_over_http(sim: Simulator, http: httpx.AsyncClient) -> None:
         "throttle_next": 0,
         "retry_after": 1,
         "fault": None,
+        "failing_tokens": None,
         "error_text": None,
     }
     patched = await http.post("/_sim/knobs", json={"cbc": {"fault": "redirect", "latency": 0.01}})

@@ -223,3 +223,14 @@ async def test_headers_over_16_kb_are_refused_as_the_api_gateway_does(
         assert answer.status_code == 431
         assert answer.json()["error_code"] == "APIG.0201"
     assert (await upstreams.cbc({}, token="t" * 12_000)).status_code == 200
+
+
+async def test_failing_tokens_fail_only_the_calls_that_carry_them(
+    sim: Simulator, upstreams: Upstreams
+) -> None:
+    sim.knobs.cbc.failing_tokens = "boom-"
+    assert (await upstreams.cbc({}, token="boom-1")).status_code == 500
+    assert (await upstreams.cbc({}, token="alice")).status_code == 200
+    assert (await upstreams.oma(OMA_BODY, token="boom-1")).status_code == 200  # CBC's knob
+    with pytest.raises(ValueError):
+        sim.knobs.cbc.failing_tokens = ""
