@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import strawberry
-from graphql import ASTValidationRule
+from graphql import ASTValidationRule, DocumentNode, GraphQLSchema, validate
 from graphql.error import GraphQLError
 from strawberry.extensions import (
     AddValidationRules,
@@ -17,31 +17,45 @@ from strawberry.extensions import (
     MaxTokensLimiter,
     ParserCache,
     SchemaExtension,
-    ValidationCache,
 )
-from strawberry.extensions.max_aliases import create_validator as max_aliases_rule
-from strawberry.extensions.query_depth_limiter import create_validator as max_depth_rule
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.validation_rules.maybe_null import MaybeNullValidationRule
+from strawberry.schema.validation_rules.one_of import OneOfInputValidationRule
 from strawberry.types import ExecutionContext
 
 from gateway.config import LimitSettings
-from schema.errors import ErrorTranslation
+from schema.errors import INTERNAL_ERROR_MESSAGE, ErrorTranslation, logger
 from schema.execution.executor import GatewayExecutor
-from schema.limits import CostLimit, max_directives_rule, max_root_fields_rule
+from schema.limits import CostLimit
 from schema.query import Query
 from schema.scalars import SCALAR_MAP
+from schema.validation import validation_rules
 
 SCHEMA_FILE = Path(__file__).with_name("schema.graphql")
 DOCUMENT_CACHE_SIZE = 256
 
 
 class GatewaySchema(strawberry.Schema):
+    def __init__(self, *args: Any, hide_suggestions: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hide_suggestions = hide_suggestions
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         # Errors are logged once, where they are translated (schema.errors): an
         # upstream refusal is an answer, not a stack trace in the logs.
         return
+
+    def _get_custom_context_kwargs(
+        self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
+    ) -> dict[str, Any]:
+        # Strawberry passes these to graphql-core's execute: with hide_suggestions,
+        # coercing the variables answers no "Did you mean" (an enum value, an input
+        # field), as validation does not (DocumentValidation).
+        kwargs = super()._get_custom_context_kwargs(operation_extensions, sync=sync)
+        kwargs["hide_suggestions"] = self.hide_suggestions
+        return kwargs
 
 
 class DocumentCache(ParserCache):
@@ -58,26 +72,65 @@ class DocumentCache(ParserCache):
         yield
 
 
+@functools.lru_cache(maxsize=DOCUMENT_CACHE_SIZE)
+def validate_document(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    rules: tuple[type[ASTValidationRule], ...],
+    hide_suggestions: bool,
+) -> list[GraphQLError]:
+    """graphql-core's validation with the given rules and Strawberry's own two (what
+    Strawberry's validation adds), cached: frontends send the same few documents again
+    and again. Strawberry's ``ValidationCache`` cannot hide suggestions."""
+    return validate(
+        schema,
+        document,
+        (*rules, MaybeNullValidationRule, OneOfInputValidationRule),
+        hide_suggestions=hide_suggestions,
+    )
+
+
+class DocumentValidation(SchemaExtension):
+    """Validates the document, once per document, with or without suggestions ("Did you
+    mean 'first'?" for a field, argument, type, enum value or input field)."""
+
+    def __init__(self, *, hide_suggestions: bool) -> None:
+        self.hide_suggestions = hide_suggestions
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.graphql_document is not None  # parsed before validation
+        try:
+            context.pre_execution_errors = validate_document(
+                context.schema._schema,
+                context.graphql_document,
+                context.validation_rules,
+                self.hide_suggestions,
+            )
+        except Exception as exc:
+            # A rule that raises is a bug of the rule. Let out of this hook, the
+            # exception would unwind every extension's operation hook, error
+            # translation's included: an answer with no code, and no log.
+            logger.error("a validation rule failed", exc_info=exc)
+            context.pre_execution_errors = [
+                GraphQLError(INTERNAL_ERROR_MESSAGE, extensions={"code": "INTERNAL_SERVER_ERROR"})
+            ]
+        yield
+
+
 def build_schema(
     limits: LimitSettings | None = None, *, production: bool = True, tracing: bool = False
 ) -> GatewaySchema:
     limits = limits or LimitSettings()
-    # The rule classes are made once, here: QueryDepthLimiter and MaxAliasesLimiter
-    # would make new ones for every request, and ValidationCache, keyed on the rules,
-    # would then never hit.
-    validation_rules: list[type[ASTValidationRule]] = [
-        max_depth_rule(limits.max_depth, None, None),
-        max_aliases_rule(limits.max_aliases),
-        max_directives_rule(limits.max_directives_per_field),
-        max_root_fields_rule(limits.max_root_fields),
-    ]
+    # Made once, here: the validation cache is keyed on the rule classes.
+    rules = list(validation_rules(limits))
     extensions: list[Callable[[], SchemaExtension]] = [
         functools.partial(MaxTokensLimiter, max_token_count=limits.max_tokens),
         # Frontends send the same few documents again and again: parse and validate each
-        # once (Strawberry keeps these LRU caches at module level, bounded).
+        # once (in LRU caches at module level, bounded).
         functools.partial(DocumentCache, maxsize=DOCUMENT_CACHE_SIZE),
-        functools.partial(AddValidationRules, validation_rules),
-        functools.partial(ValidationCache, maxsize=DOCUMENT_CACHE_SIZE),
+        functools.partial(AddValidationRules, rules),
+        functools.partial(DocumentValidation, hide_suggestions=production),
         functools.partial(CostLimit, max_cost=limits.max_cost),
     ]
     if production:
@@ -91,6 +144,7 @@ def build_schema(
         query=Query,
         extensions=extensions,
         execution_context_class=GatewayExecutor,
+        hide_suggestions=production,
         config=StrawberryConfig(
             scalar_map=SCALAR_MAP,
             disable_field_suggestions=production,

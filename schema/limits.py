@@ -1,9 +1,12 @@
-"""Safety limits on operations, checked before any resolver runs.
+"""The cost limit: an estimate of the upstream calls an operation would make, and its
+refusal, before any upstream call, when that is over budget.
 
-Depth, aliases and tokens use Strawberry's own limiters; this module adds what
-Strawberry lacks: directives per field, root fields, and a cost limit that
-estimates the upstream calls an operation would make and refuses it, before
-any upstream call, when it is over budget.
+The estimate walks the field tree execution will run: graphql-core's own field
+collection merges the fields of one response key and expands a fragment at most
+once per selection set, so ``{ ...F ...F }`` costs what ``F`` costs once, and a
+document spreading fragments into 2^60 paths is collected in time linear in its
+size. A merged field met again with the same field nodes and the same number of
+parents (a fragment spread under several fields) is estimated once.
 
 The budget is per request. A batch (``GATEWAY_ALLOW_BATCHING``) is run by
 Strawberry as separate, concurrent executions sharing the request's
@@ -11,37 +14,39 @@ Strawberry as separate, concurrent executions sharing the request's
 operation that would take the request past the budget is refused, and those before
 it run (an earlier one may already be calling upstreams when a later one is
 estimated, so a batch is never refused as a whole).
+
+The shape limits (depth, aliases, root fields, directives) are validation rules, in
+``schema.validation``.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
     ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
-    FragmentSpreadNode,
     GraphQLError,
-    GraphQLIncludeDirective,
     GraphQLObjectType,
     GraphQLSchema,
-    GraphQLSkipDirective,
-    InlineFragmentNode,
     OperationDefinitionNode,
-    SelectionNode,
-    SelectionSetNode,
-    ValidationContext,
-    ValidationRule,
     get_argument_values,
     get_named_type,
     get_operation_ast,
     get_variable_values,
 )
 from graphql.execution import VariableValues
-from graphql.execution.values import get_directive_values
+from graphql.execution.collect_fields import (
+    FieldDetailsList,
+    FragmentDetails,
+    GroupedFieldSet,
+    collect_fields,
+    collect_subfields,
+)
 from strawberry.extensions import SchemaExtension
 
 from gateway.upstreams.cbc import MAX_PAGE_SIZE as CBC_PAGE_SIZE
@@ -56,85 +61,112 @@ from gateway.upstreams.oma import QUERY_RESOURCE, SubscriptionQuery
 from schema.context import GatewayContext
 from schema.enums import RESOURCE_STATUS_CODES, ResourceStatus
 
+
+@dataclass(frozen=True, slots=True)
+class UpstreamCalls:
+    """Calls to each upstream."""
+
+    oma: int = 0
+    cbc: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.oma + self.cbc
+
+    def __add__(self, other: UpstreamCalls) -> UpstreamCalls:
+        return UpstreamCalls(self.oma + other.oma, self.cbc + other.cbc)
+
+
+NO_CALLS = UpstreamCalls()
+
+
+# The fan-out rules: for each field that calls an upstream, the calls it makes for
+# ``parents`` objects and how many objects its selection then sees. Every other
+# field makes no call and passes its parents on (a connection's nodes, an edge's
+# node).
+
 # Expected fan-out where the schema cannot know it: resources per order and
 # attached resources per primary. Generous, so the estimate errs towards refusing.
 RESOURCES_PER_ORDER = 4
 ATTACHED_PER_RESOURCE = 3
 DEFAULT_FIRST = 20
 
-
-def max_directives_rule(limit: int) -> type[ValidationRule]:
-    class MaxDirectivesPerField(ValidationRule):
-        def enter_field(self, node: FieldNode, *_: Any) -> None:
-            if len(node.directives or ()) > limit:
-                self.report_error(
-                    GraphQLError(
-                        f"'{node.name.value}' has {len(node.directives or ())} directives; "
-                        f"at most {limit} are allowed per field.",
-                        node,
-                    )
-                )
-
-    return MaxDirectivesPerField
+FanOut = Callable[[Mapping[str, Any], int], tuple[UpstreamCalls, int]]
 
 
-def max_root_fields_rule(limit: int) -> type[ValidationRule]:
-    class MaxRootFields(ValidationRule):
-        def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-            fragments = _fragments(self.context)
-            count = sum(1 for _ in _fields(node.selection_set, fragments, set()))
-            if count > limit:
-                self.report_error(
-                    GraphQLError(
-                        f"the operation selects {count} root fields; at most {limit} are allowed.",
-                        node,
-                    )
-                )
-
-    return MaxRootFields
+def _no_modification_in_window(arguments: Mapping[str, Any]) -> bool:
+    """Whether ``subscriptions``' window holds no millisecond OMA stores."""
+    window = arguments.get("window")
+    if not isinstance(window, Mapping):
+        return False
+    query = SubscriptionQuery(limit=1, start=window.get("from"), end=window.get("to"))
+    return QUERY_RESOURCE.known_answer(query) is not None
 
 
-def _fragments(context: ValidationContext) -> dict[str, FragmentDefinitionNode]:
-    return {
-        d.name.value: d
-        for d in context.document.definitions
-        if isinstance(d, FragmentDefinitionNode)
-    }
+def _no_expiry_in_window(arguments: Mapping[str, Any]) -> bool:
+    """Whether ``resources``' expiry window holds no second CBC stores."""
+    resource_filter = arguments.get("filter")
+    window = resource_filter.get("expiring") if isinstance(resource_filter, Mapping) else None
+    if not isinstance(window, Mapping):
+        return False
+    expiring = ResourceQuery(expire_from=window.get("from"), expire_to=window.get("to"))
+    return RESOURCES_QUERY.known_answer(expiring) is not None
 
 
-def _fields(
-    selection_set: SelectionSetNode | None,
-    fragments: Mapping[str, FragmentDefinitionNode],
-    seen: set[str],
-    variables: VariableValues | None = None,
-) -> Iterator[FieldNode]:
-    """The fields of one selection set, through fragments, each fragment once per path
-    (a cycle of fragments is refused by validation; here it just stops). With the
-    operation's ``variables``, only what ``@skip`` and ``@include`` let execution run."""
-    if selection_set is None:
-        return
-    for selection in selection_set.selections:
-        if variables is not None and not _included(selection, variables):
-            continue
-        if isinstance(selection, FieldNode):
-            yield selection
-        elif isinstance(selection, InlineFragmentNode):
-            yield from _fields(selection.selection_set, fragments, seen, variables)
-        elif isinstance(selection, FragmentSpreadNode):
-            name = selection.name.value
-            fragment = fragments.get(name)
-            if fragment is not None and name not in seen:
-                yield from _fields(fragment.selection_set, fragments, seen | {name}, variables)
+def _root_list(
+    calls_to: Callable[[int], UpstreamCalls],
+    page_size: int,
+    holds_nothing: Callable[[Mapping[str, Any]], bool],
+) -> FanOut:
+    """A root list: the pages ``first`` spans (one at least, for the total); none for a
+    window that holds nothing, which its upstream module answers without a call."""
+
+    def pages(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
+        if holds_nothing(arguments):
+            return NO_CALLS, 0
+        first = arguments.get("first")
+        first = DEFAULT_FIRST if first is None else max(first, 0)
+        calls = max(1, math.ceil(first / page_size))
+        return calls_to(calls), first
+
+    return pages
 
 
-def _included(selection: SelectionNode, variables: VariableValues) -> bool:
-    """What execution decides for ``@skip``/``@include``: a skipped field makes no call."""
-    try:
-        skip = get_directive_values(GraphQLSkipDirective, selection, variables)
-        include = get_directive_values(GraphQLIncludeDirective, selection, variables)
-    except GraphQLError:
-        return True  # execution refuses it anyway; counted, the estimate stays high
-    return not (skip and skip.get("if") is True) and not (include and include.get("if") is False)
+def _order_resources(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
+    return UpstreamCalls(cbc=parents), parents * RESOURCES_PER_ORDER
+
+
+def _resource(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
+    return UpstreamCalls(cbc=1), 1
+
+
+def _resources_by_ids(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
+    count = len(arguments["resourceIds"])
+    return UpstreamCalls(cbc=math.ceil(count / MAX_RESOURCE_IDS)), count
+
+
+def _parent(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
+    return UpstreamCalls(cbc=math.ceil(parents / MAX_RESOURCE_IDS)), parents
+
+
+def _attached_resources(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
+    calls = math.ceil(parents / MAX_RESOURCE_IDS)
+    return UpstreamCalls(cbc=calls), parents * ATTACHED_PER_RESOURCE
+
+
+FAN_OUT: Mapping[tuple[str, str], FanOut] = {
+    ("Query", "subscriptions"): _root_list(
+        lambda calls: UpstreamCalls(oma=calls), OMA_PAGE_SIZE, _no_modification_in_window
+    ),
+    ("Query", "resources"): _root_list(
+        lambda calls: UpstreamCalls(cbc=calls), CBC_PAGE_SIZE, _no_expiry_in_window
+    ),
+    ("Query", "resource"): _resource,
+    ("Query", "resourcesByIds"): _resources_by_ids,
+    ("SoftwareSubscription", "resources"): _order_resources,  # one call per order
+    ("CloudResource", "parent"): _parent,
+    ("CloudResource", "attachedResources"): _attached_resources,
+}
 
 
 class CostEstimate:
@@ -148,89 +180,76 @@ class CostEstimate:
         variables: VariableValues,
     ) -> None:
         self._schema = schema
-        self._fragments = fragments
+        self._fragments = {name: FragmentDetails(d) for name, d in fragments.items()}
         self._variables = variables
+        # (type, the merged field's nodes, parents) -> the calls of its selection
+        self._seen: dict[tuple[str, tuple[int, ...], int], UpstreamCalls] = {}
 
-    def operation(self, operation: OperationDefinitionNode) -> int:
+    def operation(self, operation: OperationDefinitionNode) -> UpstreamCalls:
         """The estimate; ``GraphQLError`` (BAD_USER_INPUT) for an argument the upstream
         would refuse on every call, so it is refused once instead."""
         root = self._schema.get_root_type(operation.operation)
         if root is None:
-            return 0
-        return self._selection(operation.selection_set, root, 1, set(), root=True)
+            return NO_CALLS
+        try:
+            fields = collect_fields(
+                self._schema, self._fragments, self._variables, root, operation
+            ).grouped_field_set
+        except GraphQLError:
+            return NO_CALLS  # execution refuses the operation before any resolver
+        return self._fields(operation, root, fields, 1)
 
-    def _selection(
+    def _fields(
         self,
-        selection_set: SelectionSetNode | None,
+        operation: OperationDefinitionNode,
         parent_type: GraphQLObjectType,
+        fields: GroupedFieldSet,
         parents: int,
-        seen: set[str],
-        *,
-        root: bool,
-    ) -> int:
-        total = 0
-        # The schema has object types only: a fragment's type is its parent's.
-        for field in _fields(selection_set, self._fragments, seen, self._variables):
-            field_def = parent_type.fields.get(field.name.value)
+    ) -> UpstreamCalls:
+        total = NO_CALLS
+        for details in fields.values():
+            node = details[0].node
+            field_def = parent_type.fields.get(node.name.value)
             if field_def is None:
                 continue  # __typename or introspection: no upstream call
             arguments: dict[str, Any] = {}
             if field_def.args:
                 try:
-                    arguments = get_argument_values(field_def, field, self._variables)
+                    arguments = get_argument_values(field_def, node, self._variables)
                 except GraphQLError:
                     continue  # execution fails this field the same way, before its resolver
-                _check_statuses(field, arguments)
-            calls, children = self._field(field.name.value, arguments, parents, root=root)
+                _check_statuses(node, arguments)
+            fan_out = FAN_OUT.get((parent_type.name, node.name.value))
+            calls, children = (
+                (NO_CALLS, parents) if fan_out is None else fan_out(arguments, parents)
+            )
             total += calls
-            child_type = get_named_type(field_def.type) if field.selection_set else None
+            child_type = get_named_type(field_def.type)
             if isinstance(child_type, GraphQLObjectType):
-                total += self._selection(
-                    field.selection_set, child_type, children, seen, root=False
-                )
+                total += self._below(operation, child_type, details, children)
         return total
 
-    @staticmethod
-    def _field(
-        name: str, arguments: Mapping[str, Any], parents: int, *, root: bool
-    ) -> tuple[int, int]:
-        """(calls for this field across ``parents`` objects, objects its children see)."""
-        if root and name in ("subscriptions", "resources"):
-            if _holds_nothing(name, arguments):
-                return 0, 0  # answered empty without a call (Endpoint.known_answer)
-            first = arguments.get("first")
-            first = DEFAULT_FIRST if first is None else max(first, 0)
-            page = OMA_PAGE_SIZE if name == "subscriptions" else CBC_PAGE_SIZE
-            return max(1, math.ceil(first / page)), first
-        if name == "resources":  # SoftwareSubscription.resources: one call per order
-            return parents, parents * RESOURCES_PER_ORDER
-        if name == "resource":
-            return 1, 1
-        if name == "resourcesByIds":
-            count = len(arguments["resourceIds"])
-            return math.ceil(count / MAX_RESOURCE_IDS), count
-        if name == "parent":
-            return math.ceil(parents / MAX_RESOURCE_IDS), parents
-        if name == "attachedResources":
-            return math.ceil(parents / MAX_RESOURCE_IDS), parents * ATTACHED_PER_RESOURCE
-        return 0, parents
-
-
-def _holds_nothing(name: str, arguments: Mapping[str, Any]) -> bool:
-    """Whether a root list's time window holds no instant its upstream stores: the
-    upstream module answers it empty without a call, so it costs nothing."""
-    if name == "subscriptions":
-        window = arguments.get("window")
-        if not isinstance(window, Mapping):
-            return False
-        query = SubscriptionQuery(limit=1, start=window.get("from"), end=window.get("to"))
-        return QUERY_RESOURCE.known_answer(query) is not None
-    resource_filter = arguments.get("filter")
-    window = resource_filter.get("expiring") if isinstance(resource_filter, Mapping) else None
-    if not isinstance(window, Mapping):
-        return False
-    expiring = ResourceQuery(expire_from=window.get("from"), expire_to=window.get("to"))
-    return RESOURCES_QUERY.known_answer(expiring) is not None
+    def _below(
+        self,
+        operation: OperationDefinitionNode,
+        field_type: GraphQLObjectType,
+        details: FieldDetailsList,
+        parents: int,
+    ) -> UpstreamCalls:
+        key = (field_type.name, tuple(id(detail.node) for detail in details), parents)
+        known = self._seen.get(key)
+        if known is not None:
+            return known
+        try:
+            fields = collect_subfields(
+                self._schema, self._fragments, self._variables, operation, field_type, details
+            ).grouped_field_set
+        except GraphQLError:
+            calls = NO_CALLS  # execution fails this field, after its own calls
+        else:
+            calls = self._fields(operation, field_type, fields, parents)
+        self._seen[key] = calls
+        return calls
 
 
 def _check_statuses(field: FieldNode, arguments: Mapping[str, Any]) -> None:
@@ -283,7 +302,7 @@ class CostLimit(SchemaExtension):
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         try:
-            cost = CostEstimate(schema, fragments, variables).operation(operation)
+            cost = CostEstimate(schema, fragments, variables).operation(operation).total
         except GraphQLError as error:
             return ExecutionResult(data=None, errors=[error])
         request = context.context

@@ -250,22 +250,45 @@ async def test_the_benchmark_depth_three_query_is_within_budget(
 
 
 @pytest.mark.parametrize(
-    "query",
+    ("query", "message"),
     [
-        "{ "
-        + "subscriptions { nodes { resources { attachedResources { " * 4
-        + "id"
-        + " } } } }" * 4
-        + " }",
-        "{ " + " ".join(f'a{i}: resource(resourceId: "x") {{ id }}' for i in range(31)) + " }",
-        '{ resource(resourceId: "x") { id ' + "@skip(if: false) " * 6 + "} }",
-        "{ " + " ".join(f"r{i}: __typename" for i in range(11)) + " }",
+        # Eleven deep (a top-level leaf is 0), every field a real one.
+        (
+            '{ resource(resourceId: "x") { ' + "parent { " * 10 + "id" + " }" * 10 + " } }",
+            "'anonymous' exceeds maximum operation depth of 10",
+        ),
+        (
+            "{ " + " ".join(f'a{i}: resource(resourceId: "x") {{ id }}' for i in range(31)) + " }",
+            "31 aliases found. Allowed: 30",
+        ),
+        (
+            '{ resource(resourceId: "x") { id ' + "@skip(if: false) " * 6 + "} }",
+            "'id' has 6 directives; at most 5 are allowed per field.",
+        ),
+        (
+            "{ " + " ".join(f"r{i}: __typename" for i in range(11)) + " }",
+            "the operation selects 11 root fields; at most 10 are allowed.",
+        ),
     ],
 )
 async def test_limits_refuse_before_any_call(
-    graphql: GraphQLClient, simulator: Simulator, query: str
+    graphql: GraphQLClient, simulator: Simulator, query: str, message: str
 ) -> None:
     simulator.reset()
     body = await graphql.post(query)
-    assert body["errors"]
+    assert body["data"] is None
+    assert message in [error["message"] for error in body["errors"]]
+    assert {error["extensions"]["code"] for error in body["errors"]} == {
+        "GRAPHQL_VALIDATION_FAILED"
+    }
     assert simulator.counts() == {}
+
+
+async def test_a_value_reading_syntax_error_is_a_validation_failure(
+    graphql: GraphQLClient,
+) -> None:
+    """The code follows the error's kind, not words the client's own value put in it."""
+    body = await graphql.post('{ subscriptions(first: "Syntax Error") { totalCount } }')
+    (error,) = body["errors"]
+    assert error["message"] == 'Int cannot represent non-integer value: "Syntax Error"'
+    assert error["extensions"] == {"code": "GRAPHQL_VALIDATION_FAILED"}
