@@ -1,9 +1,11 @@
 """Reliability runs: ``python -m bench.reliability`` (bounded; loopback only; stops by itself).
 
 1. The fault, hostile-input and security suites (pytest), counted.
-2. Load: 64 concurrent clients for 60 s, mixed queries, 1,000 distinct tokens; every
+2. Attacks (``bench.attacks``): for each attack of one caller on the others, a victim
+   tenant's p50 and errors while it runs, against its p50 alone.
+3. Load: 64 concurrent clients for 60 s, mixed queries, 1,000 distinct tokens; every
    answer checked against the simulator's data for its own token.
-3. Soak: steady load for 10 minutes; memory and open file descriptors sampled, the
+4. Soak: steady load for 10 minutes; memory and open file descriptors sampled, the
    cache's size checked against its bound.
 
 Writes RELIABILITY.md at the top of the repository.
@@ -26,6 +28,9 @@ from typing import Any
 import aiohttp
 import httpx
 
+from bench.attacks import Outcome
+from bench.attacks import run_all as run_attacks
+from bench.attacks import table as attack_table
 from bench.run import free_port, start_gateway, start_simulator, wait_up
 from gateway.simulator import Simulator, SimulatorConfig
 
@@ -37,11 +42,13 @@ SUITES = [
     "tests/system/test_faults.py",
     "tests/system/test_redis_faults.py",
     "tests/system/test_hostile_input.py",
+    "tests/system/test_one_caller.py",
     "tests/system/test_replicas.py",
     "tests/system/test_graphql_over_http.py",
     "tests/schema/test_errors.py",
-    "tests/gateway/test_cache.py",
-    "tests/gateway/test_cli.py",
+    "tests/gateway/cache/test_pages.py",
+    "tests/gateway/server/test_cli.py",
+    "tests/gateway/server/test_connections.py",
 ]
 
 QUERIES = {
@@ -199,9 +206,11 @@ def main() -> int:
     parser.add_argument("--soak-seconds", type=float, default=600)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--tokens", type=int, default=1000)
+    parser.add_argument("--attack-seconds", type=float, default=10)
     args = parser.parse_args()
 
     suites = run_suites()
+    attacks = asyncio.run(run_attacks(args.attack_seconds))
     sim_port, port = free_port(), free_port()
     sim = f"http://127.0.0.1:{sim_port}"
     base = f"http://127.0.0.1:{port}"
@@ -231,12 +240,13 @@ def main() -> int:
         for process in processes:
             process.terminate()
             process.wait(timeout=20)
-    write_report(suites, load, soaked, args)
+    write_report(suites, attacks, load, soaked, args)
     return 0 if not load["failures"] and not load["mismatches"] else 1
 
 
 def write_report(
     suites: list[tuple[str, int, int]],
+    attacks: list[Outcome],
     load: dict[str, Any],
     soaked: dict[str, Any],
     args: argparse.Namespace,
@@ -259,6 +269,18 @@ def write_report(
         "closing after one probe; Redis stopped, frozen and restarted under load; SIGTERM with ten requests in flight;",
         "a killed replica; every hostile input the issue lists; token isolation under interleaving; no",
         "token in logs, errors, metrics or cache keys; graphql-http's conformance audit.",
+        "",
+        f"## Attacks: one caller against the others, {args.attack_seconds:.0f} s each",
+        "",
+        "A simulator with 20 ms latency and a production gateway at the default quota (10 calls/s",
+        "per upstream); a victim tenant asks one fresh page every 200 ms (`bench.attacks`).",
+        "",
+        attack_table(attacks),
+        "",
+        f"Every victim answer right during every attack: {ok(all(not o.during.errors for o in attacks))}. "
+        "Victim p50 within 2x (or +300 ms) of alone: "
+        f"{ok(all(o.during.p50_ms <= max(2 * o.alone.p50_ms, o.alone.p50_ms + 300) for o in attacks))}. "
+        f"Breakers closed after each: {ok(all(set(o.breakers_after.values()) == {'closed'} for o in attacks))}.",
         "",
         f"## Load: {args.clients} clients for {args.load_seconds:.0f} s, {args.tokens} tokens, mixed queries",
         "",
