@@ -6,9 +6,10 @@ client likes for it and for the body; a connection that sends nothing is never c
 per connection:
 
 - the request head (request line and header fields) capped at ``max_header_bytes``: 431;
-- the head due within ``header_timeout`` of the connection opening, or of the request's
-  first byte on a kept-alive connection: 408, or a plain close when nothing came at all;
-- the body due within ``body_timeout`` of the head: 408;
+- the head due within ``header_timeout`` of the connection opening, or of the read that
+  brought its first bytes on a kept-alive connection: 408, or a plain close when nothing
+  came at all;
+- the body due within ``body_timeout`` of the read that completed the head: 408;
 - at most ``max_connections`` open: one more closes the connection idle longest (waiting
   for a first request, or between requests); with none idle, its request is answered 503
   with ``Retry-After``.
@@ -94,8 +95,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
         """Bytes read while the head is incomplete, in whole reads (httptools keeps a header
         line whole until its end: this bounds what it holds)."""
-        self._head_size = 0
-        """Request target and header fields parsed so far, with their separators."""
+        self._read_bytes = 0
+        """Bytes of the read being parsed."""
+        self._body_pending = False
+        """The app runs a request whose body has not all arrived."""
         self._idle_since: float | None = None
         """When the connection last had no request in progress; None while it has one."""
         self._refused = False
@@ -108,7 +111,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._idle_since = self.loop.time()
-        self._head_timer = self.loop.call_later(self._header_timeout, self._head_timed_out)
+        self._start_head_timer()
         if self._over_the_limit():
             self._close_one_idle_connection()
 
@@ -121,6 +124,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             return  # draining before the close: what the client still sends is dropped
         # uvicorn's own, but for a refusal raised from a parser callback.
         self._unset_keepalive_if_required()
+        self._read_bytes = len(data)
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError:
@@ -135,14 +139,24 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             else:
                 self._unsupported_upgrade_warning()
             return
+        # The timers are set only when a read leaves a head or a body unfinished: most
+        # requests come whole in one read, and then cost no timer at all.
         if self._in_head:
             self._head_bytes += len(data)
             if self._head_bytes > self._max_header_bytes:
                 self._refuse_headers_too_large()
+            elif self._head_timer is None:  # a kept-alive connection's next request
+                self._start_head_timer()
+        elif self._body_pending:
+            if self._body_timer is None:
+                self._body_timer = self.loop.call_later(self._body_timeout, self._body_timed_out)
         elif self._idle_since is not None and self._head_timer is None:
             # Bytes that began no request (blank lines, which the parser skips) stopped the
             # keep-alive timer above: without a timer the connection would stay open forever.
-            self._head_timer = self.loop.call_later(self._header_timeout, self._head_timed_out)
+            self._start_head_timer()
+
+    def _start_head_timer(self) -> None:
+        self._head_timer = self.loop.call_later(self._header_timeout, self._head_timed_out)
 
     # Parser callbacks
 
@@ -150,46 +164,36 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_message_begin()
         self._in_head = True
         self._head_bytes = 0
-        self._head_size = 0
         self._idle_since = None
-        if self._head_timer is None:  # a kept-alive connection's next request
-            self._head_timer = self.loop.call_later(self._header_timeout, self._head_timed_out)
-
-    def on_url(self, url: bytes) -> None:
-        super().on_url(url)
-        self._head_size += len(url)
-        if self._head_size > self._max_header_bytes:
-            self._refuse_headers_too_large()
-            raise _StopParsing
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        super().on_header(name, value)
-        self._head_size += len(name) + len(value) + 4  # ": " and CRLF
-        if self._head_size > self._max_header_bytes:
-            self._refuse_headers_too_large()
-            raise _StopParsing
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
+        if (
+            self._head_bytes + self._read_bytes > self._max_header_bytes
+            and self._head_size() > self._max_header_bytes
+        ):
+            self._refuse_headers_too_large()
+            raise _StopParsing
         if self._over_the_limit():
             self._refuse_too_many_connections()
             raise _StopParsing
         super().on_headers_complete()
         self._open_cycles = [cycle for cycle in self._open_cycles if not cycle.response_complete]
         self._open_cycles.append(self.cycle)
-        if not (self.pipeline and self.pipeline[0][0] is self.cycle):
-            self._time_body()
-        # else it waits behind a pipelined request: its body is timed once that is answered.
+        # Its body is timed from the end of this read; one waiting behind a pipelined request
+        # (unread, by uvicorn) is timed once that one is answered.
+        self._body_pending = not (self.pipeline and self.pipeline[0][0] is self.cycle)
 
-    def _time_body(self) -> None:
-        """Of the request the app now runs, the last one parsed: only it can still be
-        receiving its body. Cancelled by on_message_complete (at once without a body)."""
-        self._body_timer = self.loop.call_later(self._body_timeout, self._body_timed_out)
+    def _head_size(self) -> int:
+        """The request target and header fields, with their separators: the head, to within
+        the method and version."""
+        return len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_message_complete(self) -> None:
+        self._body_pending = False
         if self._body_timer is not None:
             self._body_timer.cancel()
             self._body_timer = None
@@ -200,7 +204,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().on_response_complete()  # starts the pipelined request next in line, if any
         if waiting is not None and waiting is self.cycle and waiting.more_body:
             if not (self._refused or self.transport.is_closing()) and self._body_timer is None:
-                self._time_body()
+                self._body_pending = True
+                self._body_timer = self.loop.call_later(self._body_timeout, self._body_timed_out)
         elif self.cycle.response_complete and not self.pipeline and not self._in_head:
             self._idle_since = self.loop.time()
 
@@ -299,7 +304,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if self._refused:
             return
         self._refused = True
-        self._in_head = False
+        self._in_head = self._body_pending = False
         self._idle_since = None
         self._cancel_timers()
         self._unset_keepalive_if_required()
