@@ -3,7 +3,7 @@
 A mutant is a small change to the code (``<`` for ``<=``, ``None`` for an argument, a
 constant one off); a test suite that notices it kills it, one that does not lets it
 survive. This runs mutmut on the modules named (``--all``: every module of ``gateway/``
-and ``schema/``) with their mirrored tests (``gateway/times.py`` ->
+and ``schema/``, as committed) with their mirrored tests (``gateway/times.py`` ->
 ``tests/gateway/test_times.py``) and any ``--tests`` added, then a pass of its own over
 the modules' constants, which mutmut leaves alone: each number, string and boolean in a
 module-level or class-level assignment changed in turn (``n + 1``, ``"XX" + s + "XX"``,
@@ -49,8 +49,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 RECORD = ROOT / "bench" / "MUTATION.md"
 PACKAGES = ("gateway", "schema")
-# What the snapshot leaves out: version control, environments, caches, npm's trees
-# (about 14 MB that no Python test reads), and mutmut's own output.
+# What copies of the working tree leave out: version control, environments, caches,
+# npm's trees (about 14 MB that no Python test reads), and mutmut's own output.
 _NOT_COPIED = shutil.ignore_patterns(
     ".git",
     ".venv",
@@ -68,8 +68,13 @@ _NOT_COPIED = shutil.ignore_patterns(
 # Reproducible verdicts: the same examples on every run (a mutant that only some
 # random draw catches is a gap to close with a fixed example). No .pytest_cache.
 PYTEST_ARGS = ("-p", "no:cacheprovider", "--hypothesis-seed=0")
-CAUGHT = frozenset({"killed", "timeout"})
-"""mutmut's verdicts that mean the tests noticed: a failure, or a run that never ends."""
+CAUGHT = frozenset({"killed", "timeout", "segfault"})
+"""mutmut's verdicts that mean the tests noticed: a failure, a run that never ends, or
+one that crashed (mutmut's "segfault": killed by a signal)."""
+
+
+NOT_CHECKED = "not checked"
+"""mutmut's verdict for a mutant it did not get to (the run was stopped)."""
 
 
 def _git(root: Path, *args: str) -> bytes:
@@ -208,6 +213,11 @@ def mutmut_settings(modules: Iterable[str], tests: Iterable[str], also_copy: Ite
         f"also_copy ={listing(also_copy)}\n"
         f"pytest_add_cli_args_test_selection ={listing(tests)}\n"
         f"pytest_add_cli_args ={listing(PYTEST_ARGS)}\n"
+        # Each run (stats, the clean run, every mutant) forked from a process that has
+        # collected the tests but run none: with mutmut's default, mutants are forked
+        # from the process that ran them all, and a test counting from a fresh
+        # process's state (a metric's total) would fail, "killing" every mutant.
+        "process_isolation = forkserver\n"
     )
 
 
@@ -294,7 +304,7 @@ def mutmut_mutants(tree: Path, module: str) -> list[Mutant]:
     found = []
     for name, status in read_verdicts(tree / "mutants", module, status_by_exit_code.__getitem__):
         diff = ""
-        if status not in CAUGHT:
+        if status not in CAUGHT and status != NOT_CHECKED:
             with working_directory(tree):  # mutmut reads mutants/ from where it runs
                 diff = get_diff_for_mutant(name, path=module)
         found.append(Mutant(module, name, function_of(name), status, diff))
@@ -399,7 +409,10 @@ def constant_changes(module: str, text: str) -> list[ConstantChange]:
 
 
 def pytest_verdict(returncode: int) -> str:
-    # 1 tests failed, 2 interrupted (an import failing), 3 pytest's internal error.
+    # 1 tests failed, 2 interrupted (an import failing), 3 pytest's internal error;
+    # below 0, killed by a signal (a crash), as mutmut's "segfault".
+    if returncode < 0:
+        return "segfault"
     return {0: "survived", 1: "killed", 2: "killed", 3: "killed"}.get(returncode, "suspicious")
 
 
@@ -517,6 +530,7 @@ class Tally:
     total: int = 0
     killed: int = 0
     timeout: int = 0
+    """Hangs, and crashes of the test process."""
     survived: int = 0
     """Every verdict but killed and timeout (mutmut's "no tests" and "suspicious" too)."""
     equivalent: int = 0
@@ -537,7 +551,7 @@ class Tally:
         self.total += 1
         if mutant.status == "killed":
             self.killed += 1
-        elif mutant.status == "timeout":
+        elif mutant.status in {"timeout", "segfault"}:  # noticed, as a hang or a crash
             self.timeout += 1
         else:
             self.survived += 1
@@ -666,6 +680,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         print()
         mutants = [mutant for module in the_plan.modules for mutant in mutmut_mutants(tree, module)]
+        unchecked = sum(mutant.status == NOT_CHECKED for mutant in mutants)
+        if unchecked:
+            print(f"bench.mutation: mutmut stopped with {unchecked} mutants not checked")
+            return 1
         if not args.no_constants:
             mutants += constant_mutants(tree, the_plan, args.max_children)
         equivalents = parse_equivalents(RECORD.read_text() if RECORD.exists() else "")

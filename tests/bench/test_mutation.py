@@ -20,6 +20,7 @@ from bench.mutation import (
     mutmut_settings,
     parse_equivalents,
     plan,
+    pytest_verdict,
     read_verdicts,
     snapshot,
     summary,
@@ -140,6 +141,7 @@ def test_mutmut_reads_the_settings_as_lists() -> None:
         "also_copy": ["bench"],
         "pytest_add_cli_args_test_selection": ["tests/gateway/test_times.py", "tests/x.py"],
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "--hypothesis-seed=0"],
+        "process_isolation": ["forkserver"],
     }
 
 
@@ -217,6 +219,18 @@ def test_verdicts_are_read_from_mutmut_s_meta_file(tmp_path: Path) -> None:
     assert read_verdicts(tmp_path / "mutants", "schema/cursors.py", status) == []
 
 
+def test_a_constant_is_killed_by_a_failing_or_crashing_test_run() -> None:
+    assert [pytest_verdict(code) for code in (0, 1, 2, 3, 4, 5, -11)] == [
+        "survived",
+        "killed",
+        "killed",
+        "killed",
+        "suspicious",  # a usage error: the command, not the mutant
+        "suspicious",  # no test collected
+        "segfault",
+    ]
+
+
 def test_a_survivor_is_named_by_its_function_or_method() -> None:
     assert function_of("gateway.times.x_whole_second__mutmut_5") == "whole_second"
     assert function_of("gateway.cache.pages.xǁPageCacheǁget__mutmut_12") == "PageCache.get"
@@ -254,20 +268,21 @@ def test_survivors_listed_as_equivalent_are_counted_apart() -> None:
             mutant("gateway.times.x_a__mutmut_1", "killed"),
             mutant("gateway.times.x_a__mutmut_2", "killed"),
             mutant("gateway.times.x_a__mutmut_3", "timeout"),
+            mutant("gateway.times.x_a__mutmut_5", "segfault"),
             survivor,
             mutant("gateway.times.x_a__mutmut_4", "no tests", "-a\n+b\n"),
             mutant("gateway/times.py:22:_MIN_MS", "survived", "-_MIN_MS = 1\n+_MIN_MS = 2\n"),
         ],
         equivalents,
     )
-    assert (counted.killed, counted.timeout, counted.survived, counted.total) == (2, 1, 3, 6)
+    assert (counted.killed, counted.timeout, counted.survived, counted.total) == (2, 2, 3, 7)
     assert (counted.equivalent, counted.constants, counted.others) == (1, 1, {"no tests": 1})
-    assert counted.kill_rate == 0.5
-    assert counted.rate_with_equivalents == pytest.approx(4 / 6)
+    assert counted.kill_rate == pytest.approx(4 / 7)
+    assert counted.rate_with_equivalents == pytest.approx(5 / 7)
     assert summary(counted) == (
         "gateway/times.py: 2 killed / 3 survived (1 shown equivalent, 1 no tests)"
-        " / 1 timeout / 6 total (1 of them constants): kill rate 50.0%,"
-        " 66.7% with the equivalents"
+        " / 2 timeout / 7 total (1 of them constants): kill rate 57.1%,"
+        " 71.4% with the equivalents"
     )
 
 
