@@ -99,6 +99,7 @@ def _no_modification_in_window(arguments: Mapping[str, Any]) -> bool:
     window = arguments.get("window")
     if not isinstance(window, Mapping):
         return False
+    # known_answer reads the window only: the limit is any valid one.
     query = SubscriptionQuery(limit=1, start=window.get("from"), end=window.get("to"))
     return QUERY_RESOURCE.known_answer(query) is not None
 
@@ -113,23 +114,25 @@ def _no_expiry_in_window(arguments: Mapping[str, Any]) -> bool:
     return RESOURCES_QUERY.known_answer(expiring) is not None
 
 
-def _root_list(
-    calls_to: Callable[[int], UpstreamCalls],
-    page_size: int,
-    holds_nothing: Callable[[Mapping[str, Any]], bool],
-) -> FanOut:
-    """A root list: the pages ``first`` spans (one at least, for the total); none for a
-    window that holds nothing, which its upstream module answers without a call."""
+def _pages(first: int | None, page_size: int) -> tuple[int, int]:
+    """A root list's calls (the pages ``first`` spans, one at least for the total) and
+    the objects its selection sees."""
+    first = DEFAULT_FIRST if first is None else max(first, 0)
+    return max(1, math.ceil(first / page_size)), first
 
-    def pages(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
-        if holds_nothing(arguments):
-            return NO_CALLS, 0
-        first = arguments.get("first")
-        first = DEFAULT_FIRST if first is None else max(first, 0)
-        calls = max(1, math.ceil(first / page_size))
-        return calls_to(calls), first
 
-    return pages
+def _subscriptions(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
+    if _no_modification_in_window(arguments):
+        return NO_CALLS, 0  # answered empty without a call
+    calls, children = _pages(arguments.get("first"), OMA_PAGE_SIZE)
+    return UpstreamCalls(oma=calls), children
+
+
+def _resources(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
+    if _no_expiry_in_window(arguments):
+        return NO_CALLS, 0  # answered empty without a call
+    calls, children = _pages(arguments.get("first"), CBC_PAGE_SIZE)
+    return UpstreamCalls(cbc=calls), children
 
 
 def _order_resources(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
@@ -155,12 +158,8 @@ def _attached_resources(arguments: Mapping[str, Any], parents: int) -> tuple[Ups
 
 
 FAN_OUT: Mapping[tuple[str, str], FanOut] = {
-    ("Query", "subscriptions"): _root_list(
-        lambda calls: UpstreamCalls(oma=calls), OMA_PAGE_SIZE, _no_modification_in_window
-    ),
-    ("Query", "resources"): _root_list(
-        lambda calls: UpstreamCalls(cbc=calls), CBC_PAGE_SIZE, _no_expiry_in_window
-    ),
+    ("Query", "subscriptions"): _subscriptions,
+    ("Query", "resources"): _resources,
     ("Query", "resource"): _resource,
     ("Query", "resourcesByIds"): _resources_by_ids,
     ("SoftwareSubscription", "resources"): _order_resources,  # one call per order
@@ -182,6 +181,7 @@ class CostEstimate:
         self._schema = schema
         self._fragments = {name: FragmentDetails(d) for name, d in fragments.items()}
         self._variables = variables
+        self._operation: OperationDefinitionNode | None = None
         # (type, the merged field's nodes, parents) -> the calls of its selection
         self._seen: dict[tuple[str, tuple[int, ...], int], UpstreamCalls] = {}
 
@@ -191,17 +191,18 @@ class CostEstimate:
         root = self._schema.get_root_type(operation.operation)
         if root is None:
             return NO_CALLS
+        self._operation = operation
         try:
             fields = collect_fields(
                 self._schema, self._fragments, self._variables, root, operation
             ).grouped_field_set
         except GraphQLError:
             return NO_CALLS  # execution refuses the operation before any resolver
-        return self._fields(operation, root, fields, 1)
+        # One root object; no root field's calls depend on it.
+        return self._fields(root, fields, 1)
 
     def _fields(
         self,
-        operation: OperationDefinitionNode,
         parent_type: GraphQLObjectType,
         fields: GroupedFieldSet,
         parents: int,
@@ -212,7 +213,7 @@ class CostEstimate:
             field_def = parent_type.fields.get(node.name.value)
             if field_def is None:
                 continue  # __typename or introspection: no upstream call
-            arguments: dict[str, Any] = {}
+            arguments: dict[str, Any] = {}  # what fan-outs of fields without arguments ignore
             if field_def.args:
                 try:
                     arguments = get_argument_values(field_def, node, self._variables)
@@ -226,12 +227,11 @@ class CostEstimate:
             total += calls
             child_type = get_named_type(field_def.type)
             if isinstance(child_type, GraphQLObjectType):
-                total += self._below(operation, child_type, details, children)
+                total += self._below(child_type, details, children)
         return total
 
     def _below(
         self,
-        operation: OperationDefinitionNode,
         field_type: GraphQLObjectType,
         details: FieldDetailsList,
         parents: int,
@@ -242,12 +242,17 @@ class CostEstimate:
             return known
         try:
             fields = collect_subfields(
-                self._schema, self._fragments, self._variables, operation, field_type, details
+                self._schema,
+                self._fragments,
+                self._variables,
+                self._operation,  # type: ignore[arg-type]  # unread by graphql-core 3.3
+                field_type,
+                details,
             ).grouped_field_set
         except GraphQLError:
             calls = NO_CALLS  # execution fails this field, after its own calls
         else:
-            calls = self._fields(operation, field_type, fields, parents)
+            calls = self._fields(field_type, fields, parents)
         self._seen[key] = calls
         return calls
 

@@ -19,7 +19,6 @@ measuring always ends.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +107,7 @@ class DocumentShape:
         self.operations: list[tuple[OperationDefinitionNode, Measure]] = []
         self._outlines: dict[str, Outline] = {}
         self._measures: dict[str, Measure] = {}
+        self._entered: set[str] = set()  # every fragment measured, or on the path
         for definition in document.definitions:
             if isinstance(definition, OperationDefinitionNode):
                 own = outline(definition.selection_set)
@@ -128,24 +128,23 @@ class DocumentShape:
 
     def _measure_fragment(self, root: str) -> None:
         """Measures ``root`` and what it spreads, depth first without recursion. A
-        fragment met again while its own spreads are measured closes a cycle: that
-        spread is left unmeasured, and counts nothing."""
-        if root in self._measures or root not in self._fragments:
+        fragment entered but not yet measured is on the path: met again, it closes a
+        cycle, and that spread is left unmeasured (it counts nothing)."""
+        entered = self._entered
+        if root in entered or root not in self._fragments:
             return
-        on_path = {root}
+        entered.add(root)
         path = [(root, iter(self._outline(root).spreads))]
         while path:
             name, spreads = path[-1]
             for spread in spreads:
                 child = spread.name
-                known = child in self._fragments and child not in self._measures
-                if known and child not in on_path:
-                    on_path.add(child)
+                if child in self._fragments and child not in entered:
+                    entered.add(child)
                     path.append((child, iter(self._outline(child).spreads)))
                     break
             else:
                 path.pop()
-                on_path.discard(name)
                 self._measures[name] = self._combine(self._outline(name))
 
     def _combine(self, own: Outline) -> Measure:
@@ -226,7 +225,3 @@ def validation_rules(limits: LimitSettings) -> tuple[type[ASTValidationRule], ..
         shape_rule(limits.max_depth, limits.max_aliases, limits.max_root_fields),
         max_directives_rule(limits.max_directives_per_field),
     )
-
-
-def fragments_of(document: DocumentNode) -> Mapping[str, FragmentDefinitionNode]:
-    return {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}

@@ -94,7 +94,11 @@ async def test_a_status_cbc_never_lists_is_refused_once_before_any_call(
     body = await graphql.post(query, variables)
     (error,) = body["errors"]
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
-    assert "CLOSED" in error["message"]
+    assert error["message"] == (
+        "`statuses` cannot include CLOSED: CBC lists resources by PROVISIONED, FROZEN, "
+        "EXPIRED only."
+    )
+    assert error["locations"]  # at the field that asks
     assert body["data"] is None
     assert simulator.counts() == {}
 
@@ -301,6 +305,19 @@ IDS_51 = "[" + ", ".join(f'"r{i}"' for i in range(51)) + "]"
             None,
             cbc(4),
         ),
+        (
+            '{ resource(resourceId: "x") { attachedResources { attachedResources { '
+            "attachedResources { attachedResources { id } } } } } }",
+            None,
+            cbc(1 + 1 + 1 + 1 + 1),  # for 1, 3, 9 and 27 parents (2 would be 54: 2 calls)
+        ),
+        # Two objects of one type with the same parents, selecting differently.
+        (
+            '{ a: resource(resourceId: "x") { parent { id } } '
+            'b: resource(resourceId: "y") { id } }',
+            None,
+            cbc(1 + 1 + 1),
+        ),
         # Each link: one call per order; 50 parents a call; 3 attached per primary.
         ("{ subscriptions(first: 10) { " + RESOURCES_OF_EACH + " } }", None, UpstreamCalls(1, 10)),
         (
@@ -396,6 +413,12 @@ IDS_51 = "[" + ", ".join(f'"r{i}"' for i in range(51)) + "]"
             oma(1),
         ),
         (
+            "query($yes: Boolean!) { subscriptions(first: 10) { nodes { "
+            "... @skip(if: $yes) { resources { id } } } } }",
+            {"yes": False},
+            UpstreamCalls(1, 10),
+        ),
+        (
             "query($yes: Boolean!) { subscriptions(first: 10) { nodes { ...S @include(if: $yes) } } } "
             "fragment S on SoftwareSubscription { resources { id } }",
             {"yes": False},
@@ -433,13 +456,15 @@ IDS_51 = "[" + ", ".join(f'"r{i}"' for i in range(51)) + "]"
             None,
             cbc(1 + 2),
         ),
-        # No upstream behind these.
+        # No upstream behind these (nor do they hide the fields after them).
         ('{ __typename __type(name: "Query") { name } }', None, oma(0)),
+        ("{ __typename subscriptions(first: 150) { totalCount } }", None, oma(2)),
         # A field execution cannot coerce an argument of fails before its resolver.
         (
-            'query($id: ID = "x") { resource(resourceId: $id) { parent { id } } }',
+            'query($id: ID = "x") { resource(resourceId: $id) { parent { id } } '
+            "subscriptions(first: 150) { totalCount } }",
             {"id": None},
-            cbc(0),
+            oma(2),
         ),
         # A selection execution cannot collect fails its field: its own calls are made.
         (
@@ -556,6 +581,7 @@ async def test_the_budget_lets_through_what_it_equals(
             "the operation would make about 11 upstream calls; the limit is 10. "
             "Ask for fewer items."
         )
+        assert error["locations"] == [{"line": 1, "column": 1}]  # the operation
         assert body["data"] is None
         assert simulator.counts() == {}
     else:
@@ -588,3 +614,10 @@ async def test_the_named_operation_is_the_one_estimated(
         (error,) = body["errors"]
         assert error["extensions"] == {"code": "QUERY_TOO_COSTLY", "cost": cost}
         assert simulator.counts() == {}
+
+
+async def test_without_a_request_context_the_budget_is_the_operations_alone() -> None:
+    schema = build_schema(dataclasses.replace(settings_for_tests().limits, max_cost=1))
+    result = await schema.execute("{ subscriptions(first: 100) { totalCount } }")
+    (error,) = result.errors or ()
+    assert error.message.startswith("the operation would make about 2 upstream calls")

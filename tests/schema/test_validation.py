@@ -305,6 +305,25 @@ def test_no_directive_is_allowed_at_a_limit_of_zero() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("document", "limits", "line", "column"),
+    [
+        ("\n  query Deep " + nested(2), LimitSettings(max_depth=1), 2, 3),
+        ("\n\n  { a: __typename b: __typename }", LimitSettings(max_root_fields=1), 3, 3),
+        ("{\n __typename @skip(if: false) }", LimitSettings(max_directives_per_field=0), 2, 2),
+    ],
+    ids=["depth at the operation", "root fields at the operation", "directives at the field"],
+)
+def test_a_limit_is_reported_where_it_is_exceeded(
+    document: str, limits: LimitSettings, line: int, column: int
+) -> None:
+    rules = validation_rules(limits)
+    (error,) = validate(GRAPHQL_SCHEMA, parse(document), rules)
+    assert [(location.line, location.column) for location in error.locations or ()] == [
+        (line, column)
+    ]
+
+
 # -- fragments that are missing or make cycles ----------------------------------------
 
 
