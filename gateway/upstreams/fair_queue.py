@@ -168,32 +168,19 @@ class FairQueue:
 
     def _expected_wait(self, lane: _Lane, key: str, position: int) -> float:
         """Seconds until a new call of ``key``, ``position`` calls deep in its own queue,
-        gets a slot: the calls of its lane served before it (one per key per round), those
-        of the ungated lanes before it, less the burst the limiter serves at once; at the
-        pace left to it (a gated lane's is its gate's while other lanes wait; a gated lane
-        before it takes its gate's pace)."""
-        rate = self._limiter.rate
-        if rate <= 0:
-            return 0.0
+        gets a slot: the calls of its lane served before it (one per key per round), less
+        the burst the limiter serves at once, at the limiter's pace; a gated lane's while
+        other lanes wait is its gate's. Never more than the wait will be, so a call is
+        never refused that would have been served: the lanes before it may make the
+        wait longer, which the timeout in ``acquire`` then bounds."""
         ahead = position + sum(
             min(len(queue), position + 1) for other, queue in lane.waiting.items() if other != key
         )
-        pace = rate
-        others_wait = False
-        before = True
-        for other in self._lanes:
-            if other is lane:
-                before = False
-                continue
-            if not other.waiting:
-                continue
-            others_wait = True
-            if before and other.gate is None:
-                ahead += len(other)
-            elif before and other.gate is not None:
-                pace -= min(other.gate.rate, pace / 2)
+        pace = self._limiter.rate
         free = self._limiter.free_slots()
-        if lane.gate is not None and others_wait:
+        if lane.gate is not None and any(
+            other.waiting for other in self._lanes if other is not lane
+        ):
             pace = min(pace, lane.gate.rate)
             free = min(free, lane.gate.free_slots())
         return max(0.0, ahead + 1 - free) / pace
@@ -202,30 +189,25 @@ class FairQueue:
         return any(lane.waiting for lane in self._lanes)
 
     async def _next_turn(self, *, through_gate: bool = True) -> asyncio.Future[None] | None:
-        """The call the slot in hand goes to: the first lane, in order, with a call waiting
-        and its gate open, else the first with a call waiting (a slot nobody else wants).
-        Through the gate, a gated lane's call served first takes a slot of its gate too; a
-        gate that refuses (a shared slice spent elsewhere) refuses that call, and the slot
-        goes on to the next."""
-        for lane in self._lanes:
-            if not lane.waiting or not lane.gate_open():
-                continue
+        """The call the slot in hand goes to: of the first lane, in order, with a call
+        waiting and its gate open, else of the first with a call waiting (a gated lane's:
+        a slot nobody else wants). Through the gate, a gated lane served first takes a slot
+        of its gate too; a gate that refuses (a shared slice spent elsewhere) refuses that
+        call, and the slot goes on to the next."""
+        while waiting := [lane for lane in self._lanes if lane.waiting]:
+            lane = next((each for each in waiting if each.gate_open()), waiting[0])
             refusal: Exception | None = None
-            if lane.gate is not None and through_gate:
+            if through_gate and lane.gate is not None and lane.gate_open():
                 try:
                     await lane.gate.acquire()
                 except Exception as exc:
                     refusal = exc
             turn = lane.next_turn()
             if turn is None:
-                continue
+                continue  # its calls went away meanwhile
             if refusal is None:
                 return turn
             turn.set_exception(refusal)
-        for lane in self._lanes:
-            turn = lane.next_turn()
-            if turn is not None:
-                return turn
         return None
 
     async def _hand_out_slots(self) -> None:

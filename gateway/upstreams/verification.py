@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import redis.asyncio as redis
 from redis.exceptions import RedisError
@@ -79,7 +79,8 @@ class Refusal:
 
 
 class _Expiring(Generic[V]):
-    """A bounded map whose entries expire; the oldest entry goes first when full."""
+    """A bounded map whose entries expire; the entry least recently put goes first when
+    full."""
 
     def __init__(self, max_entries: int, clock: Clock) -> None:
         self._entries: OrderedDict[str, tuple[float, V]] = OrderedDict()
@@ -95,17 +96,17 @@ class _Expiring(Generic[V]):
             return None
         return found[1]
 
+    def __contains__(self, key: str) -> bool:
+        return self.get(key) is not None
+
     def put(self, key: str, value: V, seconds: float) -> None:
-        self._entries.pop(key, None)
+        self._entries.pop(key, None)  # to the end: put again, kept the longest
         self._entries[key] = (self._clock() + seconds, value)
         while len(self._entries) > self._max:
             self._entries.popitem(last=False)
 
     def pop(self, key: str) -> None:
         self._entries.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
 
 class CredentialBook:
@@ -117,7 +118,7 @@ class CredentialBook:
         settings: SecuritySettings,
         *,
         client: redis.Redis | None = None,
-        timeout: float = 0.1,
+        timeout: float,
         clock: Clock = time.monotonic,
         max_entries: int = MAX_ENTRIES,
     ) -> None:
@@ -127,9 +128,10 @@ class CredentialBook:
         self._client = client
         self._timeout = timeout
         self._clock = clock
-        self._verified: _Expiring[bool] = _Expiring(max_entries, clock)
+        # Fingerprints the upstream answered; refused, and how; Redis knew nothing of.
+        self._verified: _Expiring[Literal[True]] = _Expiring(max_entries, clock)
         self._refused: _Expiring[Refusal] = _Expiring(max_entries, clock)
-        self._unknown: _Expiring[bool] = _Expiring(max_entries, clock)
+        self._unknown: _Expiring[Literal[True]] = _Expiring(max_entries, clock)
         self._redis_down_until = 0.0
         self._prefix = f"gw:v2:credential:{upstream}:"
         # The first call of each unverified credential in flight: its other calls wait for
@@ -141,7 +143,7 @@ class CredentialBook:
         return self._refused.get(fingerprint)
 
     def verified_here(self, fingerprint: str) -> bool:
-        return self._verified.get(fingerprint) is not None
+        return fingerprint in self._verified
 
     async def look_up(self, fingerprint: str) -> tuple[bool, Refusal | None]:
         """Whether the credential is verified, and the refusal remembered for it: from
@@ -149,9 +151,9 @@ class CredentialBook:
         refusal = self._refused.get(fingerprint)
         if refusal is not None:
             return False, refusal
-        if self._verified.get(fingerprint) is not None:
+        if fingerprint in self._verified:
             return True, None
-        if self._client is None or self._unknown.get(fingerprint) is not None:
+        if self._client is None or fingerprint in self._unknown:
             return False, None
         client = self._client
         found = await self._redis(
@@ -192,11 +194,10 @@ class CredentialBook:
 
     async def answered(self, fingerprint: str) -> None:
         """The upstream answered the credential with data: it is verified."""
-        known = self._verified.get(fingerprint) is not None
+        known = fingerprint in self._verified
         self._verified.put(fingerprint, True, self._verified_ttl)
-        self._unknown.pop(fingerprint)
         if known or self._client is None:
-            return
+            return  # Redis has it already, from this process
         client = self._client
         ttl_ms = max(1, int(self._verified_ttl * 1000))
         await self._redis(lambda: client.set(self._key("ok", fingerprint), b"1", px=ttl_ms))
@@ -207,7 +208,6 @@ class CredentialBook:
         if error.kind not in REFUSALS:
             return
         self._verified.pop(fingerprint)
-        self._unknown.pop(fingerprint)
         if self._rejected_ttl <= 0:
             return
         refusal = Refusal(error.kind, error.status, error.upstream_code)
@@ -218,7 +218,7 @@ class CredentialBook:
         ttl_ms = max(1, int(self._rejected_ttl * 1000))
 
         async def record() -> None:
-            async with client.pipeline(transaction=False) as pipe:
+            async with client.pipeline() as pipe:
                 pipe.delete(self._key("ok", fingerprint))
                 pipe.set(self._key("no", fingerprint), refusal.encode(), px=ttl_ms)
                 await pipe.execute()

@@ -65,7 +65,11 @@ def test_fingerprints_are_keyed_by_the_deployments_secret() -> None:
 
 def test_a_process_without_a_secret_draws_a_key_of_its_own() -> None:
     assert CredentialKey().fingerprint("t") != CredentialKey().fingerprint("t")
-    assert "s" * 32 not in repr(CredentialKey("s" * 32))
+    assert repr(CredentialKey("s" * 32)) == "CredentialKey(…)"  # the secret never shows
+
+
+def test_a_secret_given_as_bytes_is_the_same_key() -> None:
+    assert CredentialKey(b"s" * 32).fingerprint("t") == CredentialKey("s" * 32).fingerprint("t")
 
 
 def test_a_caller_carries_the_fingerprint_of_its_key_and_never_shows_its_token() -> None:

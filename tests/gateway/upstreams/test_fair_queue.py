@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 
 import pytest
 
@@ -48,6 +50,12 @@ class Paced:
 
 def queue_for(limiter: Paced, *, max_wait: float = 3600) -> FairQueue:
     return FairQueue("cbc", limiter, max_wait=max_wait, clock=limiter.clock)
+
+
+async def settle() -> None:
+    """Let the queue's pump run until it waits for the next slot."""
+    for _ in range(10):
+        await asyncio.sleep(0)
 
 
 def queued(lane: str = "calls") -> float | None:
@@ -284,3 +292,134 @@ def test_a_gate_without_a_rate_is_refused() -> None:
     limiter = Paced(rate=10)
     with pytest.raises(ValueError):
         laned(limiter, Gate(limiter, rate=0))
+
+
+async def test_a_cancelled_call_leaves_its_place_at_once() -> None:
+    # Real time, one slot a second: the calls after the first wait while the test looks.
+    queue = FairQueue("cbc", TokenBucket("cbc", 1, burst=1, max_wait=3600), max_wait=3600)
+    calls = [asyncio.create_task(queue.acquire(key)) for key in ("alice", "bob", "bob", "bob")]
+    await settle()
+    assert calls[0].done() and queued() == 3  # alice's took the first slot; bob's three wait
+    calls[2].cancel()
+    await asyncio.sleep(0)
+    assert queued() == 2
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+
+
+def test_forgetting_a_call_that_is_not_waiting_is_harmless() -> None:
+    limiter = Paced(rate=10)
+    queue = queue_for(limiter)
+    loop = asyncio.new_event_loop()
+    try:
+        stranger: asyncio.Future[None] = loop.create_future()
+        lane = queue._default
+        lane.forget("nobody", stranger)  # no such key
+        lane.waiting["alice"] = deque([loop.create_future()])
+        lane.forget("alice", stranger)  # a key whose queue does not hold it
+        assert len(lane) == 1
+    finally:
+        loop.close()
+
+
+def test_a_queue_is_refused_without_a_lane_or_with_a_gate_of_no_pace() -> None:
+    limiter = Paced(rate=10)
+    with pytest.raises(ValueError, match=r"^a queue needs a lane$"):
+        FairQueue("cbc", limiter, max_wait=1, lanes=())
+    with pytest.raises(ValueError, match=r"^a lane's gate needs a rate above 0$"):
+        laned(limiter, Gate(limiter, rate=0))
+
+
+async def test_refusals_name_the_upstream() -> None:
+    limiter = Paced(rate=10)
+    queue = queue_for(limiter, max_wait=0.05)
+    await queue.acquire("alice")
+    with pytest.raises(UpstreamError) as caught:
+        await queue.acquire("alice")
+    assert caught.value.upstream == "cbc"
+    assert caught.value.message == "the gateway's request-rate limit for this upstream is exhausted"
+
+
+async def test_calls_go_to_the_first_lane_without_a_gate_unless_they_name_one() -> None:
+    limiter = TokenBucket("cbc", 1, burst=1, max_wait=3600)  # real time, a slot a second
+    gate = TokenBucket("cbc", 0.5, burst=1, max_wait=3600)
+    lanes = (("slice", gate), ("first", None), ("second", None))
+    queue = FairQueue("cbc", limiter, max_wait=3600, lanes=lanes)
+    calls = [asyncio.create_task(queue.acquire("alice")) for _ in range(3)]
+    await settle()
+    assert (queued("slice"), queued("first"), queued("second")) == (0, 2, 0)
+    only_gated = FairQueue("cbc", limiter, max_wait=3600, lanes=(("slice", gate),))
+    calls += [asyncio.create_task(only_gated.acquire("a")) for _ in range(2)]
+    await settle()
+    assert queued("slice") == 2
+    for call in calls:
+        call.cancel()
+    await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def test_a_limit_of_one_a_second_is_a_limit() -> None:
+    limiter = Paced(rate=1)
+    queue = queue_for(limiter)
+    assert await asyncio.gather(*(queue.acquire("a") for _ in range(3))) == pytest.approx(
+        [0.0, 1.0, 2.0]
+    )
+
+
+async def test_a_turn_that_never_comes_is_throttled_at_max_wait_and_two_slots() -> None:
+    class Stuck:
+        """Says a slot is free, and never gives one."""
+
+        rate = 10.0
+
+        def free_slots(self) -> float:
+            return 5.0
+
+        async def acquire(self) -> float:
+            await asyncio.Event().wait()
+            return 0.0
+
+    queue = FairQueue("cbc", Stuck(), max_wait=0.05)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(UpstreamError) as caught:
+        await queue.acquire("alice")
+    waited = loop.time() - started
+    assert caught.value.kind is ErrorKind.THROTTLED and caught.value.retry_after is None
+    assert 0.24 < waited < 0.34  # max_wait and two slots' slack (2 / rate), no more
+
+
+async def test_the_expected_wait_counts_one_call_per_caller_per_round() -> None:
+    limiter = Paced(rate=10)
+    queue = queue_for(limiter, max_wait=0.35)
+    others = [asyncio.create_task(queue.acquire(f"k{i % 2}")) for i in range(20)]
+    await asyncio.sleep(0)
+    # Alice's first call: one of each other caller's before it (2), so 0.3 s: let in.
+    first = asyncio.create_task(queue.acquire("alice"))
+    await asyncio.sleep(0)
+    assert not first.done()
+    # Her second: two rounds (4 others, her first) ahead: 0.5 s, over 0.35: refused.
+    with pytest.raises(UpstreamError) as caught:
+        await queue.acquire("alice")
+    assert caught.value.retry_after == pytest.approx(0.5 - 0.35)
+    await asyncio.gather(first, *others, return_exceptions=True)
+
+
+async def test_a_refused_turn_takes_no_slot_of_its_gate() -> None:
+    limiter = Paced(rate=10)
+    limiter.refusals = 1
+    queue = laned(limiter, Gate(limiter, rate=1))
+    served: list[str] = []
+
+    async def call(key: str, lane: str) -> None:
+        with contextlib.suppress(UpstreamError):
+            await queue.acquire(key, lane)
+            served.append(key)
+
+    await asyncio.gather(
+        call("address a", "unverified"),
+        call("address b", "unverified"),
+        *(call("alice", "verified") for _ in range(3)),
+    )
+    # The shared quota refused address a; address b still had the gate's slot, first.
+    assert served[0] == "address b"
