@@ -50,9 +50,10 @@ class GatewaySchema(strawberry.Schema):
     def _get_custom_context_kwargs(
         self, operation_extensions: dict[str, Any] | None = None, *, sync: bool = False
     ) -> dict[str, Any]:
-        # Strawberry passes these to graphql-core's execute: with hide_suggestions,
-        # coercing the variables answers no "Did you mean" (an enum value, an input
-        # field), as validation does not (DocumentValidation).
+        # Strawberry passes these on to graphql-core's execute (a hook of its own, not
+        # public API; test_build's variable cases fail if it stops): with
+        # hide_suggestions, coercing the variables answers no "Did you mean" (an enum
+        # value, an input field), as DocumentValidation does for the document.
         kwargs = super()._get_custom_context_kwargs(operation_extensions, sync=sync)
         kwargs["hide_suggestions"] = self.hide_suggestions
         return kwargs
