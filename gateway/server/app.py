@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Mount, Route
 from starlette.websockets import WebSocket
@@ -31,6 +31,7 @@ from schema.context import GatewayContext, RequestCredentials
 logger = logging.getLogger("gateway.app")
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+CLIENT_CLOSED_REQUEST = 499
 CREDENTIAL_HEADERS = ("X-Auth-Token", "X-Oma-Auth-Token", "X-Cbc-Auth-Token")
 
 
@@ -190,6 +191,10 @@ def create_app(gateway: Gateway) -> Starlette:
             return _graphiql_response()
         try:
             return await graphql.run(request)
+        except ClientDisconnect:
+            # The client went away before its body was in (or the server cut it off for
+            # sending it too slowly): nobody to answer. 499, as proxies log it.
+            return Response(status_code=CLIENT_CLOSED_REQUEST)
         except HTTPException as exc:
             # Transport-level refusals (bad JSON, content type, GET mutation, batches).
             return PlainTextResponse(exc.reason, status_code=exc.status_code)

@@ -119,6 +119,9 @@ def _uvicorn_config(app: object, server: ServerSettings, **options: Any) -> Limi
         lifespan="on",
         timeout_graceful_shutdown=math.ceil(server.shutdown_grace),
         server_header=False,
+        # The app believes X-Forwarded-For from GATEWAY_TRUSTED_PROXIES only; uvicorn's own
+        # handling would believe it from loopback (its default), before the app sees it.
+        proxy_headers=False,
         **options,
     )
 

@@ -396,6 +396,33 @@ def test_every_configured_variable_is_one_the_gateway_reads(overlay: str) -> Non
     assert all(n.startswith("GATEWAY_") for n in config(overlay)), "the ConfigMap is GATEWAY_*"
 
 
+class Recording(dict[str, str]):
+    """An environment that notes every name read from it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+
+# Set elsewhere on purpose: the cache URL by each overlay (production's from the Secret),
+# the fingerprints' key from a Secret the operator creates (never in a ConfigMap).
+SET_ELSEWHERE = {"GATEWAY_CACHE_URL", "GATEWAY_CREDENTIAL_SECRET"}
+
+
+def test_the_base_environment_lists_every_setting_the_gateway_reads() -> None:
+    environment = Recording()
+    Settings.from_env(environment)
+    listed = set(
+        re.findall(r"^(GATEWAY_[A-Z0-9_]+)=", (K8S / "base" / "gateway.env").read_text(), re.M)
+    )
+    missing = environment.read - listed - SET_ELSEWHERE
+    assert not missing, f"k8s/base/gateway.env does not list {sorted(missing)}"
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_the_gateway_knows_the_most_replicas_the_autoscaler_may_run(overlay: str) -> None:
     """A pod that starts while Redis is down shares each upstream's quota among that many."""

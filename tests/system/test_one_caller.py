@@ -138,3 +138,15 @@ async def test_the_log_carries_no_token_and_no_fingerprint_a_guess_can_confirm(
         hashlib.sha256(b"gateway-credential\x00" + token.encode()).hexdigest(),
     ):
         assert unkeyed[:8] not in log
+
+
+async def test_a_forged_forwarded_for_is_believed_from_no_one_but_a_trusted_proxy(
+    tmp_path: Path,
+) -> None:
+    async with deployment(tmp_path, env={"GATEWAY_TRUSTED_PROXIES": ""}) as untrusting:
+        await untrusting.post(
+            {"query": "{ __typename }"}, headers={"X-Forwarded-For": "192.0.2.66"}
+        )
+    lines = [line for line in untrusting.log.read_text().splitlines() if '"/graphql"' in line]
+    assert lines and all('"client":"127.0.0.1"' in line for line in lines)
+    assert "192.0.2.66" not in untrusting.log.read_text()

@@ -41,6 +41,8 @@ class Servers:
     capped: int
     """Port of a gateway that takes 4 connections (timeouts 5 s, so a flood stays busy)."""
     timed_pid: int
+    timed_log: Path
+    """What the timed gateway logged (warnings and errors)."""
 
 
 def wait_until_up(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -110,7 +112,12 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             if port == simulator_port:
                 continue
             wait_until_up(port, process, log)
-        yield Servers(timed=timed, capped=capped, timed_pid=processes[timed][0].pid)
+        yield Servers(
+            timed=timed,
+            capped=capped,
+            timed_pid=processes[timed][0].pid,
+            timed_log=processes[timed][1],
+        )
     finally:
         for process, _ in processes.values():
             process.terminate()
@@ -156,6 +163,10 @@ def test_a_body_sent_a_byte_at_a_time_is_answered_408_and_closed_within_the_limi
         assert_refused(response, 408, REQUEST_TIMEOUT)
         assert connection.wait_closed(timeout=1) == b""
         assert LIMIT - 0.1 < time.monotonic() - started < LIMIT + SLACK
+    # The app saw a client gone, not an error of its own: no 500, no traceback logged.
+    time.sleep(0.2)
+    logged = servers.timed_log.read_text()
+    assert "ClientDisconnect" not in logged and "Traceback" not in logged
 
 
 def test_a_body_is_timed_from_when_the_server_reads_it(servers: Servers) -> None:
