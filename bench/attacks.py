@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 from bench.run import free_port, pinned, wait_up
+from tests.support.hostile_documents import fragment_bomb
 
 VICTIM = "victim-tenant"
 VICTIM_QUERY = {"query": "query Victim { subscriptions(first: 1) { totalCount } }"}
@@ -311,7 +312,113 @@ async def junk_operation_names(dep: Deployment, stop: asyncio.Event) -> Report:
     return report
 
 
+async def fragment_bombs(dep: Deployment, stop: asyncio.Event) -> Report:
+    """Documents of about 1 KB whose fragments spread twice per level: 2^20 and 2^60 paths.
+    Walked once per path, one blocked the event loop for 6.6 s, /healthz included."""
+    documents = [fragment_bomb(20), fragment_bomb(30, spreads=4)]  # 2^20 and 4^30 = 2^60
+    refusals: list[float] = []
+    health: list[float] = []
+
+    async def once(worker: int, n: int) -> None:
+        if worker == 0:  # one prober of /healthz beside the bombs
+            started = time.perf_counter()
+            await dep.http.get(f"{dep.gateway}/healthz")
+            health.append(time.perf_counter() - started)
+            await asyncio.sleep(0.05)
+            return
+        started = time.perf_counter()
+        answer = await dep.post({"query": documents[n % 2]}, token=f"bomber-{worker}")
+        refusals.append(time.perf_counter() - started)
+        codes = {e["extensions"]["code"] for e in answer.json()["errors"]}
+        assert codes == {"GRAPHQL_VALIDATION_FAILED"}, codes
+
+    report = Report(requests=await _repeat(stop, 3, once) - len(health))
+    report.notes.append(
+        f"refused in p50 {statistics.median(refusals) * 1000:.1f} ms; "
+        f"/healthz p50 {statistics.median(health) * 1000:.1f} ms, max {max(health) * 1000:.1f}"
+    )
+    return report
+
+
+def _port(url: str) -> int:
+    return int(url.rsplit(":", 1)[1])
+
+
+async def _hold(
+    port: int,
+    stop: asyncio.Event,
+    *,
+    first: bytes,
+    trickle: bytes = b"",
+    every: float = 0.5,
+) -> tuple[bool, float]:
+    """One connection that sends ``first``, then ``trickle`` a byte every ``every`` s, until
+    the server closes it or ``stop``; whether the server closed it, and after how long."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    started = time.monotonic()
+    closed = False
+    try:
+        if first:
+            writer.write(first)
+        for byte in trickle or b"\0" * 10_000:
+            if stop.is_set():
+                break
+            if trickle:
+                writer.write(bytes([byte]))
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(every):
+                    while await reader.read(65536):
+                        pass  # the server's answer (a 408, a 431): read on to its close
+                    closed = True
+                    break
+    except (ConnectionError, OSError):
+        closed = True
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+    return closed, time.monotonic() - started
+
+
+def _connections(
+    count: int, *, first: bytes, trickle: bytes = b"", every: float = 0.5, size: int = 0
+) -> Attack:
+    async def attack(dep: Deployment, stop: asyncio.Event) -> Report:
+        port = _port(dep.gateway)
+        held = await asyncio.gather(
+            *(_hold(port, stop, first=first, trickle=trickle, every=every) for _ in range(count)),
+            return_exceptions=True,
+        )
+        ended = [h for h in held if isinstance(h, tuple)]
+        closed = [seconds for was_closed, seconds in ended if was_closed]
+        report = Report(requests=count)
+        report.notes.append(
+            f"{len(closed)} of {count} closed by the server"
+            + (f", the last after {max(closed):.1f} s" if closed else "")
+        )
+        return report
+
+    return attack
+
+
+_HEAD = b"POST /graphql HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+_BODY = b'{"query": "{ subscriptions(first: 1) { totalCount } }"}' + b" " * 2000
+slow_headers = _connections(50, first=b"", trickle=_HEAD + b"X-Auth-Token: slow\r\n\r\n")
+slow_bodies = _connections(
+    50, first=_HEAD + b"Content-Length: %d\r\n\r\n" % len(_BODY), trickle=_BODY
+)
+silent = _connections(200, first=b"")
+huge_headers = _connections(8, first=_HEAD + b"X-Junk: " + b"j" * 8 * 1024 * 1024)
+flood = _connections(600, first=b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", every=5.0)
+
+
 ATTACKS: dict[str, Attack] = {
+    "fragment bombs (2^20 and 2^60 paths)": fragment_bombs,
+    "50 connections sending headers a byte each 0.5 s": slow_headers,
+    "50 connections sending a body a byte each 0.5 s": slow_bodies,
+    "200 connections that send nothing": silent,
+    "8 connections sending 8 MB of headers": huge_headers,
+    "600 connections kept open (the cap is 500)": flood,
     "a 17,000-character token": giant_tokens,
     "invented tokens the upstreams answer with 5xx": invented_failing,
     "a verified tenant's input the upstreams answer with 5xx": verified_failing,
@@ -373,12 +480,14 @@ def table(outcomes: list[Outcome]) -> str:
     return "\n".join(lines)
 
 
-async def run_all(seconds: float) -> list[Outcome]:
+async def run_all(seconds: float, only: str = "") -> list[Outcome]:
     outcomes = []
     with tempfile.TemporaryDirectory() as workdir:
         async with deployment(Path(workdir)) as dep:
             await prove_victim(dep)
             for name, attack in ATTACKS.items():
+                if only not in name:
+                    continue
                 outcomes.append(await measure(dep, name, attack, seconds))
                 await asyncio.sleep(1)  # the quota's burst back before the next
     return outcomes
@@ -387,8 +496,9 @@ async def run_all(seconds: float) -> list[Outcome]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.attacks", description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="each attack's duration")
+    parser.add_argument("--only", default="", help="the attacks whose name holds this")
     args = parser.parse_args(argv)
-    print(table(asyncio.run(run_all(args.seconds))))
+    print(table(asyncio.run(run_all(args.seconds, args.only))))
     return 0
 
 

@@ -11,8 +11,8 @@ per connection:
   came at all;
 - the body due within ``body_timeout`` of the read that completed the head: 408;
 - at most ``max_connections`` open: one more closes the connection idle longest (waiting
-  for a first request, or between requests); with none idle, its request is answered 503
-  with ``Retry-After``.
+  for a first request, or between requests, for ``EVICTABLE_AFTER`` at least); with none
+  idle that long, its request is answered 503 with ``Retry-After``.
 
 Idle kept-alive connections close after uvicorn's ``timeout_keep_alive``. A refusal is a
 JSON body in GraphQL's error shape (``extensions.code``) with ``Connection: close``. The
@@ -45,6 +45,9 @@ RETRY_AFTER_SECONDS = 1
 """Connections free up within a request or a header timeout; a second is a fair wait."""
 LINGER_SECONDS = 2.0
 """How long a refused connection drains what the client still sends before it closes."""
+EVICTABLE_AFTER = 1.0
+"""Seconds a connection must have been idle to be closed for a newcomer: a client whose
+requests come quicker keeps its connection, so a flood of new ones cannot cut it off."""
 
 HEADERS_TOO_LARGE = "REQUEST_HEADERS_TOO_LARGE"
 REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
@@ -102,6 +105,8 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._idle_since: float | None = None
         """When the connection last had no request in progress; None while it has one."""
         self._refused = False
+        self._over_cap = False
+        """It came while the connections were at their limit, and none could make room."""
         self._linger_timer: asyncio.TimerHandle | None = None
         self._open_cycles: list[RequestResponseCycle] = []
         """Requests not answered yet: the one the app runs, and any pipelined behind it."""
@@ -112,8 +117,10 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         self._idle_since = self.loop.time()
         self._start_head_timer()
-        if self._over_the_limit():
-            self._close_one_idle_connection()
+        # Over the limit, a connection idle a while makes room; with none, this newcomer's
+        # request is refused unless room has come by then. A connection let in is never
+        # refused for the ones that come after it.
+        self._over_cap = self._over_the_limit() and not self._close_one_idle_connection()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_timers()
@@ -177,9 +184,11 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         ):
             self._refuse_headers_too_large()
             raise _StopParsing
-        if self._over_the_limit():
-            self._refuse_too_many_connections()
-            raise _StopParsing
+        if self._over_cap:
+            if self._over_the_limit():
+                self._refuse_too_many_connections()
+                raise _StopParsing
+            self._over_cap = False  # room came: it is in
         super().on_headers_complete()
         self._open_cycles = [cycle for cycle in self._open_cycles if not cycle.response_complete]
         self._open_cycles.append(self.cycle)
@@ -251,21 +260,28 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         )
         return open_connections > self._max_connections
 
-    def _close_one_idle_connection(self) -> None:
+    def _close_one_idle_connection(self) -> bool:
         """Makes room for this connection: the one idle longest closes, as uvicorn's keep-alive
-        timeout would close it (a client sends its next request on a new connection)."""
+        timeout would close it (a client sends its next request on a new connection). Whether
+        there was one."""
+        # Only a connection idle a while: a client between two quick requests would send its
+        # next one into the close, and see it fail.
+        idle_before = self.loop.time() - EVICTABLE_AFTER
         idle = [
             connection
             for connection in self.connections
             if isinstance(connection, LimitedHttpToolsProtocol)
             and connection is not self
             and connection._idle_since is not None
+            and connection._idle_since <= idle_before
             and not connection.transport.is_closing()
         ]
-        if idle:
-            oldest = min(idle, key=lambda connection: connection._idle_since or 0.0)
-            oldest._cancel_timers()
-            oldest.transport.close()
+        if not idle:
+            return False
+        oldest = min(idle, key=lambda connection: connection._idle_since or 0.0)
+        oldest._cancel_timers()
+        oldest.transport.close()
+        return True
 
     def _refuse_too_many_connections(self) -> None:
         headers = [(b"retry-after", str(RETRY_AFTER_SECONDS).encode())]

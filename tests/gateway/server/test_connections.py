@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from gateway.server.connections import (
+    EVICTABLE_AFTER,
     HEADERS_TOO_LARGE,
     REQUEST_TIMEOUT,
     TOO_MANY_CONNECTIONS,
@@ -360,11 +361,11 @@ def test_past_the_connection_limit_a_request_is_answered_503_and_served_after(
 def test_at_the_connection_limit_the_connection_idle_longest_makes_room(
     servers: Servers,
 ) -> None:
-    silent = []
+    silent = [RawConnection(servers.capped)]
     try:
-        for _ in range(CAP):
+        time.sleep(EVICTABLE_AFTER + 0.1)  # the first idle long enough to give way
+        for _ in range(CAP - 1):
             silent.append(RawConnection(servers.capped))
-            time.sleep(0.05)  # so that the first is the one idle longest
         with RawConnection(servers.capped) as newcomer:
             newcomer.send(request("GET", "/healthz"))
             assert newcomer.read_response().status == 200
@@ -372,6 +373,22 @@ def test_at_the_connection_limit_the_connection_idle_longest_makes_room(
         assert all(connection.is_open() for connection in silent[1:])
     finally:
         for connection in silent:
+            connection.close()
+
+
+def test_a_connection_idle_only_a_moment_is_not_closed_for_a_newcomer(
+    servers: Servers,
+) -> None:
+    """A client between two quick requests keeps its connection: a flood of new ones is
+    refused instead of cutting it off."""
+    busy = [RawConnection(servers.capped) for _ in range(CAP)]
+    try:
+        with RawConnection(servers.capped) as newcomer:
+            newcomer.send(request("GET", "/healthz"))
+            assert_refused(newcomer.read_response(), 503, TOO_MANY_CONNECTIONS)
+        assert all(connection.is_open() for connection in busy)
+    finally:
+        for connection in busy:
             connection.close()
 
 
@@ -388,3 +405,18 @@ def test_refused_connections_do_not_count_against_the_limit_while_they_drain(
     finally:
         for connection in refused:
             connection.close()
+
+
+def test_a_connection_let_in_is_not_refused_for_the_ones_after_it(servers: Servers) -> None:
+    """At the limit, the newcomers are refused: the tenant already in keeps its answers."""
+    with RawConnection(servers.capped) as tenant:
+        tenant.send(request("GET", "/healthz"))
+        assert tenant.read_response().status == 200
+        flood = [RawConnection(servers.capped) for _ in range(CAP + 2)]
+        try:
+            for _ in range(3):
+                tenant.send(request("GET", "/healthz"))
+                assert tenant.read_response().status == 200
+        finally:
+            for connection in flood:
+                connection.close()
