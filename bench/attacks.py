@@ -189,6 +189,8 @@ class Report:
 
     requests: int = 0
     notes: list[str] = field(default_factory=list)
+    figures: dict[str, float] = field(default_factory=dict)
+    """What the tests assert on, by name."""
 
 
 Attack = Callable[[Deployment, asyncio.Event], Awaitable[Report]]
@@ -333,6 +335,11 @@ async def fragment_bombs(dep: Deployment, stop: asyncio.Event) -> Report:
         assert codes == {"GRAPHQL_VALIDATION_FAILED"}, codes
 
     report = Report(requests=await _repeat(stop, 3, once) - len(health))
+    report.figures = {
+        "refusal_p50_ms": statistics.median(refusals) * 1000,
+        "healthz_p50_ms": statistics.median(health) * 1000,
+        "healthz_max_ms": max(health) * 1000,
+    }
     report.notes.append(
         f"refused in p50 {statistics.median(refusals) * 1000:.1f} ms; "
         f"/healthz p50 {statistics.median(health) * 1000:.1f} ms, max {max(health) * 1000:.1f}"
@@ -391,7 +398,7 @@ def _connections(
         )
         ended = [h for h in held if isinstance(h, tuple)]
         closed = [seconds for was_closed, seconds in ended if was_closed]
-        report = Report(requests=count)
+        report = Report(requests=count, figures={"closed": len(closed), "ended": len(ended)})
         report.notes.append(
             f"{len(closed)} of {count} closed by the server"
             + (f", the last after {max(closed):.1f} s" if closed else "")

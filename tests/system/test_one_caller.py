@@ -36,7 +36,10 @@ SECONDS = 3.0
 def processes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str, Path]]:
     """One simulator and one gateway for the module's attacks (each leaves them as it
     found them: the breakers closed, the simulator's knobs off)."""
-    with running(tmp_path_factory.mktemp("one-caller")) as urls:
+    # Heads and bodies due within 2 s (10 s by default): the slow clients are seen closed
+    # within the tests' few seconds.
+    limits = {"GATEWAY_HEADER_TIMEOUT": "2", "GATEWAY_BODY_TIMEOUT": "2"}
+    with running(tmp_path_factory.mktemp("one-caller"), env=limits) as urls:
         yield urls
 
 
@@ -118,6 +121,42 @@ async def test_junk_operation_names_take_no_series(dep: Deployment) -> None:
     assert outcome.report.requests > 100
     # The tenant's own operation keeps a series of its own.
     assert 'operation="Victim"' in await dep.metrics()
+
+
+async def test_fragment_bombs_are_refused_at_once_and_health_stays_quick(
+    dep: Deployment,
+) -> None:
+    outcome = await run(dep, "fragment bombs (2^20 and 2^60 paths)")
+    unharmed(outcome)
+    assert outcome.attacker_calls == 0
+    assert outcome.report.requests > 20
+    figures = outcome.report.figures
+    # Wall time on a loaded two-core machine, the HTTP round trip included.
+    assert figures["refusal_p50_ms"] < 50, figures
+    assert figures["healthz_max_ms"] < 100, figures
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "50 connections sending headers a byte each 0.5 s",
+        "50 connections sending a body a byte each 0.5 s",
+        "200 connections that send nothing",
+        "8 connections sending 8 MB of headers",
+    ],
+)
+async def test_slow_silent_and_huge_clients_are_closed(dep: Deployment, name: str) -> None:
+    outcome = await run(dep, name)
+    unharmed(outcome)
+    assert outcome.attacker_calls == 0
+    assert outcome.report.figures["closed"] == outcome.report.requests, outcome.report.notes
+
+
+async def test_a_flood_of_connections_leaves_the_tenant_its_connection(dep: Deployment) -> None:
+    outcome = await run(dep, "600 connections kept open (the cap is 500)")
+    unharmed(outcome)
+    # The hundred past the cap were refused (503) and closed; the rest held.
+    assert outcome.report.figures["closed"] >= 100
 
 
 async def test_the_log_carries_no_token_and_no_fingerprint_a_guess_can_confirm(
