@@ -191,7 +191,7 @@ class CostEstimate:
         root = self._schema.get_root_type(operation.operation)
         if root is None:
             return NO_CALLS
-        self._operation = operation
+        self._operation = operation  # for collect_subfields, which reads none of it
         try:
             fields = collect_fields(
                 self._schema, self._fragments, self._variables, root, operation

@@ -105,7 +105,6 @@ class DocumentShape:
             d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
         }
         self.operations: list[tuple[OperationDefinitionNode, Measure]] = []
-        self._outlines: dict[str, Outline] = {}
         self._measures: dict[str, Measure] = {}
         self._entered: set[str] = set()  # every fragment measured, or on the path
         for definition in document.definitions:
@@ -120,12 +119,6 @@ class DocumentShape:
         """The document's aliases: every operation's, as Strawberry counts them."""
         return sum(measure.aliases for _, measure in self.operations)
 
-    def _outline(self, name: str) -> Outline:
-        known = self._outlines.get(name)
-        if known is None:
-            known = self._outlines[name] = outline(self._fragments[name].selection_set)
-        return known
-
     def _measure_fragment(self, root: str) -> None:
         """Measures ``root`` and what it spreads, depth first without recursion. A
         fragment entered but not yet measured is on the path: met again, it closes a
@@ -134,18 +127,20 @@ class DocumentShape:
         if root in entered or root not in self._fragments:
             return
         entered.add(root)
-        path = [(root, iter(self._outline(root).spreads))]
+        own = outline(self._fragments[root].selection_set)
+        path = [(root, own, iter(own.spreads))]
         while path:
-            name, spreads = path[-1]
+            name, own, spreads = path[-1]
             for spread in spreads:
                 child = spread.name
                 if child in self._fragments and child not in entered:
                     entered.add(child)
-                    path.append((child, iter(self._outline(child).spreads)))
+                    inner = outline(self._fragments[child].selection_set)
+                    path.append((child, inner, iter(inner.spreads)))
                     break
             else:
                 path.pop()
-                self._measures[name] = self._combine(self._outline(name))
+                self._measures[name] = self._combine(own)
 
     def _combine(self, own: Outline) -> Measure:
         depth, aliases, top_fields = own.depth, own.aliases, own.top_fields
