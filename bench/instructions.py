@@ -102,8 +102,11 @@ def checked(answer: bytes) -> bytes:
     return answer
 
 
-async def run_gateway(transport: httpx.AsyncBaseTransport, scenario: str, requests: int) -> float:
-    """``requests`` requests of the scenario after one to warm up; CPU seconds of those."""
+async def run_gateway(
+    transport: httpx.AsyncBaseTransport, scenario: str, requests: int, answer: Path | None = None
+) -> float:
+    """``requests`` requests of the scenario after one to warm up; CPU seconds of those.
+    ``answer``: where to write the first answer's bytes, to compare two versions by."""
     warm = scenario == "s4"
     configured = settings(warm)
     gateway = Gateway.build(configured, transports={"oma": transport, "cbc": transport})
@@ -116,6 +119,8 @@ async def run_gateway(transport: httpx.AsyncBaseTransport, scenario: str, reques
             # The first answer is read and checked; the counted ones must be the same bytes
             # (decoding a large answer here would count the client's work too).
             first = checked(await post(client, body))
+            if answer is not None:
+                answer.write_bytes(first)
             started = time.process_time()
             for _ in range(requests):
                 if await post(client, body) != first:
@@ -125,10 +130,10 @@ async def run_gateway(transport: httpx.AsyncBaseTransport, scenario: str, reques
         await gateway.aclose()
 
 
-def record(scenario: str) -> Answers:
+def record(scenario: str, answer: Path | None = None) -> Answers:
     simulator = Simulator(SimulatorConfig(seed=7, subscriptions=1200))
     recording = Recording(httpx.ASGITransport(app=simulator.app), {})
-    asyncio.run(run_gateway(recording, scenario, 0))
+    asyncio.run(run_gateway(recording, scenario, 0, answer))
     return recording.answers
 
 
@@ -166,12 +171,15 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2, help="requests counted (after one)")
     parser.add_argument("--cpu", action="store_true", help="CPU time instead, without valgrind")
     parser.add_argument("--replay", type=Path, help=argparse.SUPPRESS)  # the run under valgrind
+    parser.add_argument(
+        "--answer", type=Path, help="write the scenario's answer here (compare two versions)"
+    )
     args = parser.parse_args()
     if args.replay is not None:
         answers = pickle.loads(args.replay.read_bytes())  # our own file, just written
         asyncio.run(run_gateway(Replaying(answers), args.scenario, args.requests))
         return 0
-    answers = record(args.scenario)
+    answers = record(args.scenario, args.answer)
     if args.cpu:
         rounds = [asyncio.run(run_gateway(Replaying(answers), args.scenario, 10)) for _ in range(5)]
         print(f"{args.scenario}: {min(rounds) * 100:.2f} ms CPU per request (best of 5 x 10)")
