@@ -210,9 +210,11 @@ class CostEstimate:
         total = NO_CALLS
         for details in fields.values():
             node = details[0].node
+            if node.selection_set is None:
+                continue  # a leaf, or __typename: only a field of objects calls an upstream
             field_def = parent_type.fields.get(node.name.value)
             if field_def is None:
-                continue  # __typename or introspection: no upstream call
+                continue  # introspection: no upstream call
             arguments: dict[str, Any] = {}  # what fan-outs of fields without arguments ignore
             if field_def.args:
                 try:
@@ -220,11 +222,11 @@ class CostEstimate:
                 except GraphQLError:
                     continue  # execution fails this field the same way, before its resolver
                 _check_statuses(node, arguments)
+            children = parents
             fan_out = FAN_OUT.get((parent_type.name, node.name.value))
-            calls, children = (
-                (NO_CALLS, parents) if fan_out is None else fan_out(arguments, parents)
-            )
-            total += calls
+            if fan_out is not None:
+                calls, children = fan_out(arguments, parents)
+                total += calls
             child_type = get_named_type(field_def.type)
             if isinstance(child_type, GraphQLObjectType):
                 total += self._below(child_type, details, children)
