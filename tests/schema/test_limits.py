@@ -459,6 +459,11 @@ IDS_51 = "[" + ", ".join(f'"r{i}"' for i in range(51)) + "]"
         # No upstream behind these (nor do they hide the fields after them).
         ('{ __typename __type(name: "Query") { name } }', None, oma(0)),
         ("{ __typename subscriptions(first: 150) { totalCount } }", None, oma(2)),
+        (
+            '{ __type(name: "Query") { name } subscriptions(first: 150) { totalCount } }',
+            None,
+            oma(2),
+        ),
         # A field execution cannot coerce an argument of fails before its resolver.
         (
             'query($id: ID = "x") { resource(resourceId: $id) { parent { id } } '
