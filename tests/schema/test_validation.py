@@ -4,6 +4,7 @@ one over), and that a document spreading fragments into 2^60 paths is refused at
 
 from __future__ import annotations
 
+import gc
 import itertools
 import logging
 import time
@@ -405,16 +406,31 @@ def fresh(document: str) -> str:
     return document + " " * next(unique)
 
 
+async def cpu_time(document: str) -> tuple[float, Any]:
+    """The least CPU time of three runs of the document (each uncached), and the last
+    result. The garbage collector is held meanwhile: a collection of the test process's
+    heap is no cost of the document's."""
+    await SCHEMA.execute("{ __typename }")  # the first execution's one-off set-up
+    gc.collect()
+    gc.disable()
+    try:
+        times = []
+        for _ in range(3):
+            text = fresh(document)
+            started = time.process_time()
+            result = await SCHEMA.execute(text)
+            times.append(time.process_time() - started)
+    finally:
+        gc.enable()
+    return min(times), result
+
+
 @pytest.mark.parametrize(("bomb", "message"), BOMBS)
 @pytest.mark.parametrize(("levels", "spreads"), PATHS)
 async def test_a_fragment_bomb_is_refused_in_under_50_ms_of_cpu(
     bomb: Callable[[int, int], str], message: str, levels: int, spreads: int
 ) -> None:
-    document = fresh(bomb(levels, spreads))
-    await SCHEMA.execute("{ __typename }")  # the first execution's one-off set-up
-    started = time.process_time()
-    result = await SCHEMA.execute(document)
-    elapsed = time.process_time() - started
+    elapsed, result = await cpu_time(bomb(levels, spreads))
     assert result.data is None
     (error,) = result.errors or ()
     assert message in error.message
