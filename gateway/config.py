@@ -10,6 +10,7 @@ so ``gateway check-config`` can say everything that is wrong at once.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import ipaddress
 import math
 import os
@@ -192,6 +193,28 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PersistedSettings:
+    """Persisted operations: documents named by hash instead of sent whole."""
+
+    documents_path: str | None = None
+    """A manifest of trusted documents (``GATEWAY_PERSISTED_DOCUMENTS``): graphql-codegen's
+    ``persisted-documents.json`` (id to document) or Apollo's
+    ``persisted-query-manifest.json``. Requests may name one by ``documentId`` or by the
+    APQ extension's hash."""
+    documents_only: bool = False
+    """Run the manifest's documents and nothing else (``GATEWAY_PERSISTED_DOCUMENTS_ONLY``)."""
+    apq_enabled: bool = True
+    """Automatic persisted queries: a client sends a document's SHA-256 and, when the gateway
+    does not know it, the document with its hash, which the gateway checks and keeps."""
+    apq_max_entries: int = 4_096
+    """Documents kept for APQ, in memory (least recently used evicted) or in Redis (in this
+    many slots): with ``apq_max_document_bytes``, the most they can ever hold."""
+    apq_max_document_bytes: int = 8_192
+    """Longest document kept for APQ (larger ones run, but are sent whole each time): 4,096
+    of them take 32 MB at most, an eighth of the production Redis."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     profile: Profile = "production"
     oma: UpstreamSettings = field(
@@ -204,6 +227,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     security: SecuritySettings = field(default_factory=SecuritySettings)
+    persisted: PersistedSettings = field(default_factory=PersistedSettings)
 
     @property
     def is_production(self) -> bool:
@@ -224,18 +248,31 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Build settings from ``GATEWAY_*`` variables, raising ``ConfigError`` on any problem."""
         env = _EnvReader(os.environ if environ is None else environ)
-        profile = env.choice("GATEWAY_PROFILE", ("development", "production"), "production")
-        settings = cls(
-            profile=profile,  # type: ignore[arg-type]
-            oma=env.upstream("oma"),
-            cbc=env.upstream("cbc"),
-            cache=env.cache(),
-            limits=env.limits(),
-            server=env.server(),
-            security=env.security(),
-        )
+        settings = env.settings()
         env.raise_problems()
         return settings
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> list[str]:
+    """A warning for each ``GATEWAY_*`` variable set that the gateway does not read (a
+    misspelt name is silently the default), with the nearest name it does read."""
+    environ = os.environ if environ is None else environ
+    known = _known_variables()
+    # Compared without the prefix every name shares, which would make any two look alike.
+    suffixes = [name.removeprefix("GATEWAY_") for name in known]
+    warnings = []
+    for name in sorted(n for n in environ if n.startswith("GATEWAY_") and n not in known):
+        nearest = difflib.get_close_matches(name.removeprefix("GATEWAY_"), suffixes, n=1)
+        hint = f" (did you mean GATEWAY_{nearest[0]}?)" if nearest else ""
+        warnings.append(f"{name} is not a setting the gateway reads{hint}")
+    return warnings
+
+
+def _known_variables() -> list[str]:
+    """Every variable ``Settings.from_env`` reads: the names asked of an empty environment."""
+    reader = _EnvReader({})
+    reader.settings()
+    return sorted(reader.read)
 
 
 def upstream_variables(name: str) -> dict[str, str]:
@@ -277,12 +314,28 @@ class _EnvReader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self._environ = environ
         self.problems: list[str] = []
+        self.read: set[str] = set()
+        """Every name asked for, set or not."""
 
     def raise_problems(self) -> None:
         if self.problems:
             raise ConfigError(self.problems)
 
+    def settings(self) -> Settings:
+        profile = self.choice("GATEWAY_PROFILE", ("development", "production"), "production")
+        return Settings(
+            profile=profile,  # type: ignore[arg-type]
+            oma=self.upstream("oma"),
+            cbc=self.upstream("cbc"),
+            cache=self.cache(),
+            limits=self.limits(),
+            server=self.server(),
+            security=self.security(),
+            persisted=self.persisted(),
+        )
+
     def _get(self, name: str) -> str | None:
+        self.read.add(name)
         value = self._environ.get(name)
         if value is None or value.strip() == "":
             return None
@@ -355,8 +408,11 @@ class _EnvReader:
         if raw is None:
             return default
         parts = urlsplit(raw)
-        if parts.scheme not in schemes or (not parts.hostname and parts.scheme != "memory"):
+        if parts.scheme not in schemes:
             self.problems.append(f"{name}={raw!r} must be a URL with scheme {' or '.join(schemes)}")
+            return default
+        if not parts.hostname and parts.scheme != "memory":
+            self.problems.append(f"{name}={raw!r} has no host")
             return default
         try:
             parts.port  # noqa: B018 - reading it checks it: a number from 0 to 65535
@@ -420,6 +476,25 @@ class _EnvReader:
             verified_ttl=self.number("GATEWAY_CREDENTIAL_VERIFIED_TTL", d.verified_ttl, above=True),
             rejected_ttl=self.number("GATEWAY_CREDENTIAL_REJECTED_TTL", d.rejected_ttl),
             trusted_proxies=self.networks("GATEWAY_TRUSTED_PROXIES"),
+        )
+
+    def persisted(self) -> PersistedSettings:
+        d = PersistedSettings()
+        only = self.flag("GATEWAY_PERSISTED_DOCUMENTS_ONLY", d.documents_only)
+        path = self._get("GATEWAY_PERSISTED_DOCUMENTS")
+        if only and path is None:
+            self.problems.append(
+                "GATEWAY_PERSISTED_DOCUMENTS_ONLY=true needs GATEWAY_PERSISTED_DOCUMENTS "
+                "(the manifest of the documents to run)"
+            )
+        return PersistedSettings(
+            documents_path=path,
+            documents_only=only,
+            apq_enabled=self.flag("GATEWAY_APQ_ENABLED", d.apq_enabled),
+            apq_max_entries=self.integer("GATEWAY_APQ_MAX_ENTRIES", d.apq_max_entries, minimum=1),
+            apq_max_document_bytes=self.integer(
+                "GATEWAY_APQ_MAX_DOCUMENT_BYTES", d.apq_max_document_bytes, minimum=1
+            ),
         )
 
     def networks(self, name: str) -> tuple[str, ...]:

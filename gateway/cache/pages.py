@@ -21,6 +21,7 @@ import hashlib
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -42,6 +43,10 @@ R = TypeVar("R")
 Source = Literal["hit", "miss", "stale", "bypass"]
 
 _KEY_VERSION = "gw:v1"
+"""What every key starts with. A record's declaration is in its pages' keys already (the
+upstream endpoints' ``cache_params`` carry its ``record_version``): bump this for a change
+of what entries hold that no declaration shows (the codec's format, a page's own fields, a
+record's post-processing), so that no replica reads entries written the old way."""
 _RETRY_REDIS_AFTER = 1.0
 """Seconds Redis is skipped after a failure, so a dead Redis costs no timeout per call."""
 _POLL_INTERVAL = 0.025
@@ -220,6 +225,8 @@ class _MemoryBackend:
             max_records,
             lambda key: CACHE_EVENTS.labels(_upstream_of(key), "eviction").inc(),
         )
+        # In this process: it answers as long as the process does.
+        CACHE_BACKEND_UP.set(1)
 
     def get_now(self, key: str) -> _Entry | None:
         entry: _Entry | None = self._cache.get_now(key)
@@ -386,6 +393,73 @@ class _RedisBackend:
         await self._client.aclose()
 
 
+class DocumentStore:
+    """GraphQL documents by key (automatic persisted queries), beside the pages: in this
+    process, or in the shared Redis so that replicas know what any of them was sent.
+
+    Bounded whatever callers send: at most ``max_entries`` documents of at most
+    ``max_document_bytes`` each. In memory the least recently used goes first; in Redis each
+    key has one of ``max_entries`` slots (a new document takes its slot from the one there),
+    so the store never holds more than that many keys, each expiring after a day unused.
+    A slot keeps its key beside the document and answers only that key: two keys that share
+    a slot cost a miss, never another's document. The caller chooses keys; the store trusts
+    nothing else of them. Like the pages, it is an accelerator: a failing Redis is a miss.
+    """
+
+    _REDIS_TTL_MS = 86_400_000
+
+    def __init__(self, backend: _Backend, max_entries: int, max_document_bytes: int) -> None:
+        self._redis = backend if isinstance(backend, _RedisBackend) else None
+        self._memory: OrderedDict[str, str] = OrderedDict()
+        self.max_entries = max_entries
+        self.max_document_bytes = max_document_bytes
+
+    def __len__(self) -> int:
+        """Documents held in this process (0 with Redis, which holds them)."""
+        return len(self._memory)
+
+    async def get(self, key: str) -> str | None:
+        redis = self._redis
+        if redis is None:
+            document = self._memory.get(key)
+            if document is not None:
+                self._memory.move_to_end(key)
+            return document
+        try:
+            raw: bytes | None = await redis._call(lambda: redis._client.get(self._slot(key)))
+        except _BackendUnavailable:
+            return None
+        if raw is None:
+            return None
+        held, _, text = raw.partition(b"\n")
+        return text.decode("utf-8") if held == key.encode("utf-8") else None
+
+    async def put(self, key: str, document: str) -> bool:
+        """Keep ``document`` under ``key``, unless it is over ``max_document_bytes``; whether
+        it was kept (a failing Redis keeps nothing)."""
+        encoded = document.encode("utf-8")
+        if len(encoded) > self.max_document_bytes or "\n" in key:
+            return False
+        redis = self._redis
+        if redis is None:
+            self._memory[key] = document
+            self._memory.move_to_end(key)
+            while len(self._memory) > self.max_entries:
+                self._memory.popitem(last=False)
+            return True
+        value = key.encode("utf-8") + b"\n" + encoded
+        slot = self._slot(key)
+        try:
+            await redis._call(lambda: redis._client.set(slot, value, px=self._REDIS_TTL_MS))
+        except _BackendUnavailable:
+            return False
+        return True
+
+    def _slot(self, key: str) -> str:
+        digest = hashlib.sha256(key.encode("utf-8")).digest()
+        return f"{_KEY_VERSION}:documents:{int.from_bytes(digest[:8], 'big') % self.max_entries}"
+
+
 class _Attempt:
     """One resolution's use of the backend: a failure is a miss and one ``error`` event."""
 
@@ -461,6 +535,10 @@ class PageCache:
             result = CacheResult(result.value, "hit")  # no upstream call of its own
         self._events(key.upstream, result.source).inc()
         return result
+
+    def documents(self, max_entries: int, max_document_bytes: int) -> DocumentStore:
+        """A store of GraphQL documents in this cache's backend (``DocumentStore``)."""
+        return DocumentStore(self._backend, max_entries, max_document_bytes)
 
     def peek(self, key: CacheKey, *, ttl: float) -> Any | None:
         """The value for ``key`` when this process holds it fresh, else None: no await,

@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
-from cross_web import HTTPException
+from cross_web import AsyncHTTPRequestAdapter, HTTPException
+from graphql import GraphQLError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
@@ -19,26 +21,46 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Mount, Route
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
-from strawberry.http import GraphQLHTTPResponse
-from strawberry.types import ExecutionResult
+from strawberry.exceptions import MissingQueryError
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
+from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult, SubscriptionExecutionResult
+from strawberry.types.graphql import OperationType
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway.metrics import REGISTRY
 from gateway.server.middleware import BodySizeLimit, RequestObserver
+from gateway.server.persisted import GatewayRequest, PersistedOperations
+from gateway.server.refusals import (
+    BATCH_LIMIT_EXCEEDED,
+    BATCHING_NOT_ENABLED,
+    GRAPHQL_RESPONSE_JSON,
+    INVALID_CONTENT_TYPE_HEADER,
+    INVALID_GRAPHQL_REQUEST,
+    METHOD_NOT_ALLOWED,
+    MISSING_QUERY_STRING,
+    MUTATION_FORBIDDEN,
+    NOT_FOUND,
+    OPERATION_RESOLUTION_FAILURE,
+    Refusal,
+    refusal_response,
+)
 from gateway.server.runtime import Gateway
+from schema.build import OperationNotChosen
 from schema.context import GatewayContext, RequestCredentials
 
 logger = logging.getLogger("gateway.app")
 
-GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 CLIENT_CLOSED_REQUEST = 499
 CREDENTIAL_HEADERS = ("X-Auth-Token", "X-Oma-Auth-Token", "X-Cbc-Auth-Token")
+_SHOWN_NAME = 80
+"""Characters of an unknown operation's name quoted back in its error."""
 
 
 class GatewayGraphQL(GraphQL[GatewayContext, None]):
     """Strawberry's ASGI view with the gateway's per-request context."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, persisted: PersistedOperations) -> None:
         limits = gateway.settings.limits
         super().__init__(
             gateway.schema,
@@ -47,7 +69,13 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             multipart_uploads_enabled=False,
         )
         self.gateway = gateway
+        self.persisted = persisted
         self._max_batch = limits.max_batch_size if limits.allow_batching else 0
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # The route serves GraphiQL; here a GET without `query` (a persisted document's,
+        # say) is a GraphQL request, never Strawberry's 404.
+        return False
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -97,13 +125,104 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             # Python recurses: each a 400, never a 500.
             where = "request body" if isinstance(data, bytes) else "query parameter"
             reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
-            raise HTTPException(400, f"Unable to parse the {where} as JSON: {reason}") from exc
-        # The request body comes as bytes, query parameters (variables, extensions) as
-        # str. Strawberry checks the shape of the latter, but calls ``.get`` on the body
-        # and on each operation of a batch unchecked: ``5`` or ``[1]`` would be a 500.
+            raise Refusal(
+                400, INVALID_GRAPHQL_REQUEST, f"Unable to parse the {where} as JSON: {reason}"
+            ) from exc
         if isinstance(data, bytes):
             _check_body_shape(parsed, allow_batching=self._max_batch > 0)
         return parsed
+
+    async def parse_http_body(
+        self, request: AsyncHTTPRequestAdapter
+    ) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The request's operation (or batch), every parameter checked: what is not a
+        GraphQL-over-HTTP request is refused here with its code."""
+        if request.method == "GET":
+            data: Any = self.parse_query_params(request.query_params)
+        else:
+            content_type = (request.content_type or "").partition(";")[0].strip().lower()
+            if content_type != "application/json":
+                raise Refusal(
+                    400,
+                    INVALID_CONTENT_TYPE_HEADER,
+                    "A GraphQL POST body is JSON: send Content-Type: application/json",
+                )
+            data = self.parse_json(await request.get_body())
+        if isinstance(data, dict):
+            return _request_data(data, None)
+        if not self._max_batch:
+            raise Refusal(400, BATCHING_NOT_ENABLED, "Batching is not enabled: send one operation")
+        if len(data) > self._max_batch:
+            raise Refusal(
+                400,
+                BATCH_LIMIT_EXCEEDED,
+                f"A batch holds at most {self._max_batch} operations, not {len(data)}",
+            )
+        return [_request_data(item, index) for index, item in enumerate(data)]
+
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: GatewayContext,
+        root_value: None,
+        sub_response: Response,
+    ) -> ExecutionResult | list[ExecutionResult] | SubscriptionExecutionResult:
+        # Every operation's document is found (or refused) before any runs: a refusal comes
+        # before any upstream call, the batch's others' included.
+        persisted = self.persisted
+        operations = request_data if isinstance(request_data, list) else [request_data]
+        for operation in operations:
+            assert isinstance(operation, GatewayRequest)
+            if persisted.involved(operation):
+                await persisted.resolve(operation, context)
+            if operation.query is None:
+                raise Refusal(
+                    400,
+                    MISSING_QUERY_STRING,
+                    "No GraphQL document in the request: send `query`, a `documentId` "
+                    "or the `persistedQuery` extension",
+                )
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+
+    async def execute_single(
+        self,
+        request: Request,
+        request_adapter: AsyncHTTPRequestAdapter,
+        sub_response: Response,
+        context: GatewayContext,
+        root_value: None,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        get = request_adapter.method == "GET"
+        try:
+            result = await self.schema.execute(
+                request_data.query,
+                root_value=root_value,
+                variable_values=request_data.variables,
+                context_value=context,
+                operation_name=request_data.operation_name,
+                allowed_operation_types=_GET_OPERATIONS if get else _POST_OPERATIONS,
+                operation_extensions=request_data.extensions,
+            )
+        except CannotGetOperationTypeError as exc:
+            return _unresolved_operation(exc, context)
+        except InvalidOperationTypeError as exc:
+            # GraphQL over HTTP: a mutation by GET is 405, halting before execution.
+            raise Refusal(
+                405,
+                MUTATION_FORBIDDEN,
+                f"{exc.operation_type.value.capitalize()}s can only be sent over HTTP POST",
+                {"allow": "POST"},
+            ) from exc
+        except MissingQueryError as exc:  # an empty `query`
+            raise Refusal(400, MISSING_QUERY_STRING, "The GraphQL document is empty") from exc
+        if result.data is not None and isinstance(request_data, GatewayRequest):
+            await self.persisted.register(request_data, context)
+        return result
 
     def create_response(
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
@@ -136,35 +255,78 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         return response
 
 
+_GET_OPERATIONS = frozenset({OperationType.QUERY, OperationType.SUBSCRIPTION})
+_POST_OPERATIONS = frozenset(
+    {OperationType.QUERY, OperationType.MUTATION, OperationType.SUBSCRIPTION}
+)
+
+
 def _check_body_shape(body: object, *, allow_batching: bool) -> None:
-    """Refuse, with 400, a JSON body that is not one operation (an object) or, with
-    batching allowed, a list of them."""
-    if isinstance(body, dict):
-        return  # Strawberry checks the entries of a single operation itself
-    if isinstance(body, list):
-        if not allow_batching:
-            return  # Strawberry refuses it with "Batching is not enabled"
-        for index, item in enumerate(body):
-            _check_batched_operation(index, item)
-        return
-    expected = "a JSON object or a list of them" if allow_batching else "a JSON object"
-    raise HTTPException(400, f"The request body must be {expected}, not {_json_kind(body)}")
+    """Refuse a JSON body that is neither one operation (an object) nor a list of them
+    (which, with batching off, is refused as a batch)."""
+    if not isinstance(body, dict | list):
+        expected = "a JSON object or a list of them" if allow_batching else "a JSON object"
+        raise Refusal(
+            400,
+            INVALID_GRAPHQL_REQUEST,
+            f"The request body must be {expected}, not {_json_kind(body)}",
+        )
 
 
-def _check_batched_operation(index: int, item: object) -> None:
-    # Strawberry checks these entries for a single operation but not in a batch, where a
-    # query of 5 would fail inside the parser and a list of variables be dropped unseen.
+def _request_data(item: object, index: int | None) -> GatewayRequest:
+    """One operation's parameters, each of the type GraphQL over HTTP gives it; ``index``
+    is its place in a batch. A parameter of another type is refused, never passed on (a
+    `query` of 5 would fail inside the parser, a list of variables be dropped unseen)."""
+    where = "The request" if index is None else f"Operation {index} of the batch"
     if not isinstance(item, dict):
-        reason = f"must be a JSON object, not {_json_kind(item)}"
-    elif not isinstance(item.get("query"), str | None):
+        raise Refusal(
+            400, INVALID_GRAPHQL_REQUEST, f"{where} must be a JSON object, not {_json_kind(item)}"
+        )
+    query = item.get("query")
+    variables = item.get("variables")
+    extensions = item.get("extensions")
+    operation_name = item.get("operationName")
+    document_id = item.get("documentId")
+    if not isinstance(query, str | None):
         reason = "has a `query` that is not a string"
-    elif not isinstance(item.get("variables"), dict | None):
+    elif not isinstance(variables, dict | None):
         reason = "has `variables` that are not an object"
-    elif not isinstance(item.get("extensions"), dict | None):
+    elif not isinstance(extensions, dict | None):
         reason = "has `extensions` that are not an object"
+    elif not isinstance(operation_name, str | None):
+        reason = "has an `operationName` that is not a string"
+    elif not isinstance(document_id, str | None):
+        reason = "has a `documentId` that is not a string"
     else:
-        return
-    raise HTTPException(400, f"Operation {index} of the batch {reason}")
+        return GatewayRequest(
+            query=query,
+            variables=variables,
+            # GraphQL over HTTP: an empty operationName is one not given.
+            operation_name=operation_name or None,
+            extensions=extensions,
+            document_id=document_id,
+        )
+    raise Refusal(400, INVALID_GRAPHQL_REQUEST, f"{where} {reason}")
+
+
+def _unresolved_operation(
+    error: CannotGetOperationTypeError, context: GatewayContext
+) -> ExecutionResult:
+    """The GraphQL spec's request error for a document without the operation asked for
+    (GetOperation): an answer without data, 400 under graphql-response+json."""
+    name = error.operation_name
+    if isinstance(error.__cause__, OperationNotChosen):
+        message = str(error.__cause__)
+    elif name is not None:
+        shown = name if len(name) <= _SHOWN_NAME else name[:_SHOWN_NAME] + "..."
+        message = f'Unknown operation named "{shown}".'
+    else:
+        message = "Must provide an operation."
+    context.error_codes.append(OPERATION_RESOLUTION_FAILURE)
+    return ExecutionResult(
+        data=None,
+        errors=[GraphQLError(message, extensions={"code": OPERATION_RESOLUTION_FAILURE})],
+    )
 
 
 def _json_kind(value: object) -> str:
@@ -180,14 +342,20 @@ def _json_kind(value: object) -> str:
 
 
 def create_app(gateway: Gateway) -> Starlette:
+    """The app; ``ConfigError`` when the persisted documents' manifest cannot be used."""
     settings = gateway.settings
-    graphql = GatewayGraphQL(gateway)
+    persisted = PersistedOperations.from_settings(
+        settings.persisted, gateway.schema, settings.limits, gateway.cache
+    )
+    graphql = GatewayGraphQL(gateway, persisted)
     graphiql_enabled = settings.graphiql_enabled
 
     async def graphql_endpoint(request: Request) -> Response:
-        if request.method == "GET" and _wants_html(request) and "query" not in request.query_params:
+        if request.method == "GET" and _wants_html(request) and _names_no_document(request):
             if not graphiql_enabled:
-                return PlainTextResponse("GraphiQL is off in the production profile", 404)
+                return _refused(
+                    request, Refusal(404, NOT_FOUND, "GraphiQL is off in the production profile")
+                )
             return _graphiql_response()
         try:
             return await graphql.run(request)
@@ -195,9 +363,10 @@ def create_app(gateway: Gateway) -> Starlette:
             # The client went away before its body was in (or the server cut it off for
             # sending it too slowly): nobody to answer. 499, as proxies log it.
             return Response(status_code=CLIENT_CLOSED_REQUEST)
-        except HTTPException as exc:
-            # Transport-level refusals (bad JSON, content type, GET mutation, batches).
-            return PlainTextResponse(exc.reason, status_code=exc.status_code)
+        except Refusal as refusal:
+            return _refused(request, refusal)
+        except HTTPException as exc:  # what Strawberry still refuses itself
+            return _refused(request, Refusal(exc.status_code, INVALID_GRAPHQL_REQUEST, exc.reason))
         finally:
             # Before the answer is sent: deferred until after, the records of requests
             # whose answers drain slowly stayed alive, 11 MB more at c=32 (bench.run).
@@ -264,13 +433,39 @@ def create_app(gateway: Gateway) -> Starlette:
         finally:
             await gateway.aclose()
 
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    async def routing_refusal(request: Request, exc: Exception) -> Response:
+        # Starlette's own 404 (no such path) and 405 (a method the route does not take).
+        assert isinstance(exc, StarletteHTTPException)
+        code = METHOD_NOT_ALLOWED if exc.status_code == 405 else NOT_FOUND
+        return _refused(request, Refusal(exc.status_code, code, exc.detail, exc.headers))
+
+    app = Starlette(
+        routes=routes,
+        middleware=middleware,
+        lifespan=lifespan,
+        exception_handlers={StarletteHTTPException: routing_refusal},
+    )
     app.state.gateway = gateway
+    app.state.persisted = persisted
     return app
+
+
+def _refused(request: Request, refusal: Refusal) -> Response:
+    """The refusal as a GraphQL answer; the request's log line gives its code and reason."""
+    request.state.refusal = refusal
+    context: GatewayContext | None = getattr(request.state, "graphql_context", None)
+    if context is not None:
+        context.error_codes.append(refusal.code)
+    return refusal_response(refusal, request.headers)
 
 
 def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
+
+
+def _names_no_document(request: Request) -> bool:
+    params = request.query_params
+    return "query" not in params and "documentId" not in params and "extensions" not in params
 
 
 def _graphiql_response() -> Response:

@@ -16,14 +16,29 @@ from gateway.metrics import (
     GRAPHQL_LATENCY,
     GRAPHQL_REQUESTS,
     IN_FLIGHT,
+    INVALID_OPERATION,
     operation_label,
+)
+from gateway.server.refusals import (
+    OPERATION_RESOLUTION_FAILURE,
+    REFUSAL_CODES,
+    REQUEST_BODY_TOO_LARGE,
+    Refusal,
+    refusal_body,
+    refusal_headers,
 )
 
 logger = logging.getLogger("gateway.request")
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-# The codes of a document that never became an operation (schema.errors).
-_REFUSED_DOCUMENT = frozenset({"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED"})
+# The codes of a request that never became an operation: a document that did not parse or
+# validate (schema.errors), an operation not in it, a request refused (refusals).
+_REFUSED_DOCUMENT = frozenset(
+    {"GRAPHQL_PARSE_FAILED", "GRAPHQL_VALIDATION_FAILED", OPERATION_RESOLUTION_FAILURE}
+    | REFUSAL_CODES
+)
+_REASON_CHARACTERS = 200
+"""Characters of a refusal's reason in the log line."""
 
 
 class RequestObserver:
@@ -71,7 +86,9 @@ class RequestObserver:
             "status": status,
             "duration_ms": round(elapsed * 1000, 2),
         }
-        context = scope.get("state", {}).get("graphql_context")
+        state = scope.get("state", {})
+        context = state.get("graphql_context")
+        refusal: Refusal | None = state.get("refusal")
         if context is not None:
             operation = operation_label(
                 context.operation_name,
@@ -90,6 +107,14 @@ class RequestObserver:
                 cache_misses=context.stats.cache_misses,
                 error_codes=sorted(set(context.error_codes)),
             )
+        elif refusal is not None and path == "/graphql":
+            # Refused before the request had a context (a body over the limit).
+            GRAPHQL_REQUESTS.labels(INVALID_OPERATION, "error").inc()
+            GRAPHQL_LATENCY.labels(INVALID_OPERATION).observe(elapsed)
+            GRAPHQL_ERRORS.labels(refusal.code).inc()
+            entry["error_codes"] = [refusal.code]
+        if refusal is not None:
+            entry["reason"] = refusal.message[:_REASON_CHARACTERS]
         if path in ("/healthz", "/readyz", "/metrics"):
             logger.debug("request", extra=entry)
         else:
@@ -109,7 +134,7 @@ class BodySizeLimit:
             return
         declared = _header(scope, b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.max_bytes):
-            await _too_large(send, self.max_bytes)
+            await _too_large(scope, send, self.max_bytes)
             return
         received = 0
         refused = False
@@ -136,10 +161,10 @@ class BodySizeLimit:
             await self.app(scope, limited_receive, tracking_send)
         except _BodyTooLarge:
             if not started:
-                await _too_large(send, self.max_bytes)
+                await _too_large(scope, send, self.max_bytes)
         except Exception:
             if refused and not started:
-                await _too_large(send, self.max_bytes)
+                await _too_large(scope, send, self.max_bytes)
             else:
                 raise
 
@@ -148,14 +173,21 @@ class _BodyTooLarge(Exception):
     pass
 
 
-async def _too_large(send: Send, max_bytes: int) -> None:
-    body = f"request body over {max_bytes} bytes".encode()
+async def _too_large(scope: Scope, send: Send, max_bytes: int) -> None:
+    refusal = Refusal(413, REQUEST_BODY_TOO_LARGE, f"The request body is over {max_bytes} bytes")
+    state = scope.setdefault("state", {})
+    state["refusal"] = refusal
+    context = state.get("graphql_context")
+    if context is not None:
+        context.error_codes.append(refusal.code)
+    body = refusal_body(refusal.code, refusal.message)
+    headers = refusal_headers(_header(scope, b"accept") or "")
     await send(
         {
             "type": "http.response.start",
-            "status": 413,
+            "status": refusal.status,
             "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
+                *((name.encode(), value.encode()) for name, value in headers.items()),
                 (b"content-length", str(len(body)).encode()),
             ],
         }

@@ -265,7 +265,9 @@ async def test_a_body_that_is_no_operation_is_a_400_with_its_reason(
         "/graphql", content=body, headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400, name
-    assert response.text.startswith(reason), response.text
+    (error,) = response.json()["errors"]
+    assert error["message"].startswith(reason), response.text
+    assert error["extensions"]["code"] == "INVALID_GRAPHQL_REQUEST"
     assert simulator.counts() == {}, name
     healthy = await production.post("/graphql", json=NORMAL)
     assert healthy.json()["data"]["subscriptions"]["totalCount"] == 301
@@ -297,7 +299,9 @@ async def test_a_batch_of_what_is_no_operation_is_a_400_with_its_reason(
             simulator.reset()
             response = await http.post("/graphql", json=body)
             assert response.status_code == 400, body
-            assert response.text.startswith(reason), response.text
+            (error,) = response.json()["errors"]
+            assert error["message"].startswith(reason), response.text
+            assert error["extensions"]["code"] == "INVALID_GRAPHQL_REQUEST"
             assert simulator.counts() == {}, body
         batch = await http.post("/graphql", json=[NORMAL, NORMAL])
         assert [a["data"]["subscriptions"]["totalCount"] for a in batch.json()] == [301, 301]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import orjson
@@ -13,6 +15,7 @@ from starlette.types import Message
 
 from gateway import metrics
 from gateway.server.app import create_app
+from gateway.server.refusals import GRAPHQL_RESPONSE_JSON
 from gateway.simulator import Simulator
 from schema.context import GatewayContext
 from tests.conftest import GatewayFactory
@@ -51,42 +54,308 @@ async def test_get_runs_queries_but_never_mutations(
     mutation = await client.get(
         "/graphql", params={"query": "mutation { x }"}, headers={"X-Auth-Token": TOKEN}
     )
-    assert mutation.status_code in (400, 405)
+    # GraphQL over HTTP: 405, halting before execution.
+    assert refusal(mutation) == (
+        405,
+        "MUTATION_FORBIDDEN",
+        "Mutations can only be sent over HTTP POST",
+    )
+    assert mutation.headers["allow"] == "POST"
     assert sum(simulator.counts().values()) == 0
 
 
+def refusal(response: httpx.Response) -> tuple[int, str, str]:
+    """A refusal's status, code and message; it is a GraphQL response without data."""
+    body = response.json()
+    (error,) = body["errors"]
+    assert "data" not in body
+    return response.status_code, error["extensions"]["code"], error["message"]
+
+
+BIG = "{ __typename }" + " " * (settings_for_tests().limits.max_body_bytes + 10)
+REFUSED: list[tuple[str, dict[str, object], tuple[int, str, str]]] = [
+    (
+        "a form post",
+        {
+            "content": "query=%7B__typename%7D",
+            "headers": {"Content-Type": "application/x-www-form-urlencoded"},
+        },
+        (
+            400,
+            "INVALID_CONTENT_TYPE_HEADER",
+            "A GraphQL POST body is JSON: send Content-Type: application/json",
+        ),
+    ),
+    (
+        "text/plain",
+        {"content": "{ __typename }", "headers": {"Content-Type": "text/plain"}},
+        (
+            400,
+            "INVALID_CONTENT_TYPE_HEADER",
+            "A GraphQL POST body is JSON: send Content-Type: application/json",
+        ),
+    ),
+    (
+        "no content type",
+        {"content": '{"query": "{ __typename }"}'},
+        (
+            400,
+            "INVALID_CONTENT_TYPE_HEADER",
+            "A GraphQL POST body is JSON: send Content-Type: application/json",
+        ),
+    ),
+    (
+        "bad JSON",
+        {"content": "{not json", "headers": {"Content-Type": "application/json"}},
+        (
+            400,
+            "INVALID_GRAPHQL_REQUEST",
+            "Unable to parse the request body as JSON: Expecting property name enclosed in "
+            "double quotes: line 1 column 2 (char 1)",
+        ),
+    ),
+    (
+        "no query",
+        {"json": {"variables": {}}},
+        (
+            400,
+            "MISSING_QUERY_STRING",
+            "No GraphQL document in the request: send `query`, a `documentId` or the "
+            "`persistedQuery` extension",
+        ),
+    ),
+    (
+        "an empty query",
+        {"json": {"query": ""}},
+        (400, "MISSING_QUERY_STRING", "The GraphQL document is empty"),
+    ),
+    (
+        "an operationName that is no string",
+        {"json": {"query": "{ __typename }", "operationName": ["A"]}},
+        (400, "INVALID_GRAPHQL_REQUEST", "The request has an `operationName` that is not a string"),
+    ),
+    (
+        "a batch, with batching off",
+        {"json": [{"query": QUERY}, {"query": QUERY}]},
+        (400, "BATCHING_NOT_ENABLED", "Batching is not enabled: send one operation"),
+    ),
+    (
+        "a body over the limit, declared",
+        {"json": {"query": BIG}},
+        (413, "REQUEST_BODY_TOO_LARGE", "The request body is over 65536 bytes"),
+    ),
+    (
+        "a body over the limit, streamed",
+        {"content": "streamed", "headers": {"Content-Type": "application/json"}},
+        (413, "REQUEST_BODY_TOO_LARGE", "The request body is over 65536 bytes"),
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "request_", "expected"), REFUSED, ids=[r[0] for r in REFUSED])
 @pytest.mark.parametrize(
-    ("content", "content_type"),
+    ("accept", "media_type"),
     [
-        ("query=%7B__typename%7D", "application/x-www-form-urlencoded"),
-        ("{ __typename }", "text/plain"),
-        ("{not json", "application/json"),
+        (None, "application/json"),
+        ("application/json", "application/json"),
+        ("application/graphql-response+json, application/json;q=0.9", GRAPHQL_RESPONSE_JSON),
     ],
 )
-async def test_wrong_bodies_are_refused(
-    client: httpx.AsyncClient, content: str, content_type: str
+async def test_every_refusal_is_a_graphql_response_with_a_code_and_no_upstream_call(
+    client: httpx.AsyncClient,
+    simulator: Simulator,
+    name: str,
+    request_: dict[str, Any],
+    expected: tuple[int, str, str],
+    accept: str | None,
+    media_type: str,
 ) -> None:
-    response = await client.post(
-        "/graphql", content=content, headers={"Content-Type": content_type}
+    simulator.reset()
+    headers = {"X-Auth-Token": TOKEN, **request_.get("headers", {})}
+    if accept is not None:
+        headers["Accept"] = accept
+    kwargs = {key: value for key, value in request_.items() if key != "headers"}
+    if kwargs.get("content") == "streamed":
+        kwargs["content"] = chunks(b"x" * 40_000, 2)  # no Content-Length: counted as it comes
+    response = await client.post("/graphql", headers=headers, **kwargs)
+    assert refusal(response) == expected, name
+    assert response.headers["content-type"] == f"{media_type}; charset=utf-8"
+    assert response.headers["cache-control"] == "private, no-store"
+    assert simulator.counts() == {}
+
+
+async def chunks(chunk: bytes, count: int) -> AsyncIterator[bytes]:
+    for _ in range(count):
+        yield chunk
+
+
+async def test_routing_refusals_are_graphql_responses_too(client: httpx.AsyncClient) -> None:
+    assert refusal(await client.get("/nowhere")) == (404, "NOT_FOUND", "Not Found")
+    put = await client.put("/graphql", json={"query": QUERY})
+    assert refusal(put) == (405, "METHOD_NOT_ALLOWED", "Method Not Allowed")
+    assert {"GET", "POST"} <= set(put.headers["allow"].split(", "))
+
+
+async def test_a_get_without_a_document_is_refused_not_shown_an_ide(
+    client: httpx.AsyncClient,
+) -> None:
+    # Accept */* with no query: Strawberry answered 404 "Not Found" (its IDE is off).
+    response = await client.get("/graphql", headers={"Accept": "*/*"})
+    assert refusal(response)[:2] == (400, "MISSING_QUERY_STRING")
+
+
+async def test_a_refusal_is_logged_with_its_code_and_reason(
+    client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="gateway.request"):
+        await client.post("/graphql", json=[{"query": QUERY}], headers={"X-Auth-Token": TOKEN})
+        await client.post("/graphql", json={"query": BIG})
+    batch, too_large = [r.__dict__ for r in caplog.records if r.name == "gateway.request"]
+    assert batch["status"] == 400 and batch["error_codes"] == ["BATCHING_NOT_ENABLED"]
+    assert batch["reason"] == "Batching is not enabled: send one operation"
+    assert too_large["status"] == 413 and too_large["error_codes"] == ["REQUEST_BODY_TOO_LARGE"]
+    assert too_large["reason"] == "The request body is over 65536 bytes"
+
+
+async def test_refusals_count_as_errors_of_no_operation(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics, "_operation_labels", set())
+    before = await scrape(client)
+    tenant = {"X-Auth-Token": TOKEN}
+    await client.post("/graphql", json={"query": QUERY}, headers=tenant)  # vouched for
+    await client.post("/graphql", json=[{"query": QUERY}], headers=tenant)
+    await client.post("/graphql", json={"query": BIG}, headers=tenant)
+    await client.post("/graphql", json={"query": "query A { __typename }", "operationName": "B"})
+    after = await scrape(client)
+    assert moved(
+        before, after, "gateway_graphql_requests_total", "gateway_graphql_errors_total"
+    ) == {
+        "gateway_graphql_requests_total{operation=anonymous,outcome=ok}": 1,
+        "gateway_graphql_requests_total{operation=invalid,outcome=error}": 3,
+        "gateway_graphql_errors_total{code=BATCHING_NOT_ENABLED}": 1,
+        "gateway_graphql_errors_total{code=REQUEST_BODY_TOO_LARGE}": 1,
+        "gateway_graphql_errors_total{code=OPERATION_RESOLUTION_FAILURE}": 1,
+    }
+
+
+async def test_the_memory_cache_is_a_backend_that_is_up(make_gateway: GatewayFactory) -> None:
+    metrics.CACHE_BACKEND_UP.set(0)  # as a Redis that went away in an earlier test left it
+    app = create_app(make_gateway(settings_for_tests()))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://gateway"
+    ) as http:
+        series = await scrape(http)
+    assert series[("gateway_cache_backend_up", frozenset())] == 1.0
+
+
+# --- GetOperation and ExecuteRequest (the GraphQL spec), as the gateway applies them ----------
+
+TWO = "query First { __typename } query Second { subscriptions(first: 1) { totalCount } }"
+
+
+async def post(
+    client: httpx.AsyncClient, body: dict[str, Any], accept: str = "application/json"
+) -> httpx.Response:
+    return await client.post(
+        "/graphql", json=body, headers={"X-Auth-Token": TOKEN, "Accept": accept}
     )
-    assert response.status_code == 400
 
 
-async def test_batches_are_refused_unless_configured(
+async def test_one_operation_and_no_name_runs_it(client: httpx.AsyncClient) -> None:
+    for body in ({"query": "{ __typename }"}, {"query": "query Only { __typename }"}):
+        assert (await post(client, body)).json() == {"data": {"__typename": "Query"}}
+
+
+async def test_an_empty_operation_name_is_none_given(client: httpx.AsyncClient) -> None:
+    response = await post(client, {"query": "query Only { __typename }", "operationName": ""})
+    assert response.json() == {"data": {"__typename": "Query"}}
+
+
+async def test_the_named_operation_runs_not_the_first(
     client: httpx.AsyncClient, simulator: Simulator
 ) -> None:
     simulator.reset()
-    response = await client.post(
-        "/graphql", json=[{"query": QUERY}, {"query": QUERY}], headers={"X-Auth-Token": TOKEN}
-    )
-    assert response.status_code == 400
-    assert sum(simulator.counts().values()) == 0
+    response = await post(client, {"query": TWO, "operationName": "Second"})
+    assert response.json() == {"data": {"subscriptions": {"totalCount": 301}}}
+    first = await post(client, {"query": TWO, "operationName": "First"})
+    assert first.json() == {"data": {"__typename": "Query"}}
+    assert simulator.counts() == {"oma.queryresource": 1}
 
 
-async def test_an_oversized_body_is_413(client: httpx.AsyncClient) -> None:
-    big = "{ __typename }" + " " * (settings_for_tests().limits.max_body_bytes + 10)
-    response = await client.post("/graphql", json={"query": big})
-    assert response.status_code == 413
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            {"query": TWO},
+            "Must provide operation name if query contains multiple operations.",
+        ),
+        (
+            {"query": "{ a: __typename } { b: __typename }"},
+            "Must provide operation name if query contains multiple operations.",
+        ),
+        ({"query": TWO, "operationName": "Third"}, 'Unknown operation named "Third".'),
+        ({"query": "{ __typename }", "operationName": "Named"}, 'Unknown operation named "Named".'),
+        (
+            {"query": "{ __typename }", "operationName": "N" * 100},
+            f'Unknown operation named "{"N" * 80}...".',
+        ),
+        ({"query": "fragment F on Query { __typename }"}, "Must provide an operation."),
+    ],
+)
+@pytest.mark.parametrize(
+    ("accept", "status"),
+    [("application/json", 200), ("application/graphql-response+json", 400)],
+)
+async def test_no_operation_to_run_is_a_request_error_and_no_call(
+    client: httpx.AsyncClient,
+    simulator: Simulator,
+    body: dict[str, Any],
+    message: str,
+    accept: str,
+    status: int,
+) -> None:
+    simulator.reset()
+    response = await post(client, body, accept)
+    assert response.status_code == status
+    (error,) = response.json()["errors"]
+    assert error == {"message": message, "extensions": {"code": "OPERATION_RESOLUTION_FAILURE"}}
+    # A request error: execution never began (without data under graphql-response+json).
+    assert response.json().get("data") is None
+    assert simulator.counts() == {}
+
+
+async def test_variables_that_do_not_coerce_are_a_request_error_and_no_call(
+    client: httpx.AsyncClient, simulator: Simulator
+) -> None:
+    simulator.reset()
+    body = {
+        "query": "query($n: Int!) { subscriptions(first: $n) { totalCount } }",
+        "variables": {"n": "many"},
+    }
+    response = await post(client, body, "application/graphql-response+json")
+    assert response.status_code == 400 and "data" not in response.json()
+    (error,) = response.json()["errors"]
+    assert "'many'" in error["message"] and error["extensions"]["code"]
+    assert simulator.counts() == {}
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("mutation { steal }", "The mutation operation is not supported by the schema."),
+        ("subscription { watch }", "The subscription operation is not supported by the schema."),
+    ],
+)
+async def test_only_queries_execute_there_being_no_mutation_or_subscription_type(
+    client: httpx.AsyncClient, simulator: Simulator, query: str, message: str
+) -> None:
+    simulator.reset()
+    response = await post(client, {"query": query})
+    (error,) = response.json()["errors"][:1]
+    assert error["message"] == message
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert simulator.counts() == {}
 
 
 async def test_probes(client: httpx.AsyncClient) -> None:
