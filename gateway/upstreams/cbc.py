@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 from urllib.parse import quote_plus
 
 import httpx
@@ -36,9 +36,11 @@ from gateway.upstreams.fields import (
     INT,
     TEXT,
     RecordFields,
+    Upstream,
     new_record,
     read_int,
     read_text,
+    record_version,
     time_kind,
 )
 from gateway.upstreams.paging import cached_all, chunks, fetch_all, fetch_range, joined
@@ -72,22 +74,28 @@ class ResourceQuery:
         return replace(self, offset=offset, limit=limit)
 
 
+_CBC_TIME = time_kind("cbc_time", parse_cbc_time, {str: parse_cbc_time})
+
+
 class ResourceRecord(NamedTuple):
-    id: str
-    resource_id: str
-    name: str | None
-    region_code: str | None
-    service_type_code: str | None
-    resource_type_code: str | None
-    spec_code: str | None
-    project_id: str | None
-    product_id: str | None
-    parent_resource_id: str | None
-    is_main_resource: bool
-    status: int | None
-    effective_at: datetime | None
-    expires_at: datetime | None
-    expire_policy: int | None
+    """One resource; each attribute names the CBC field it is read from and how
+    (``gateway.upstreams.fields``)."""
+
+    id: Annotated[str, Upstream("id", TEXT)]  # resource_id when CBC gives none
+    resource_id: Annotated[str, Upstream("resource_id", TEXT)]
+    name: Annotated[str | None, Upstream("resource_name", TEXT)]
+    region_code: Annotated[str | None, Upstream("region_code", TEXT)]
+    service_type_code: Annotated[str | None, Upstream("service_type_code", TEXT)]
+    resource_type_code: Annotated[str | None, Upstream("resource_type_code", TEXT)]
+    spec_code: Annotated[str | None, Upstream("resource_spec_code", TEXT)]
+    project_id: Annotated[str | None, Upstream("project_id", TEXT)]
+    product_id: Annotated[str | None, Upstream("product_id", TEXT)]
+    parent_resource_id: Annotated[str | None, Upstream("parent_resource_id", TEXT)]
+    is_main_resource: Annotated[bool, Upstream("is_main_resource", INT)]  # 1 or 0
+    status: Annotated[int | None, Upstream("status", INT)]
+    effective_at: Annotated[datetime | None, Upstream("effective_time", _CBC_TIME)]
+    expires_at: Annotated[datetime | None, Upstream("expire_time", _CBC_TIME)]
+    expire_policy: Annotated[int | None, Upstream("expire_policy", INT)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,27 +104,10 @@ class ResourcePage:
     total: int
 
 
-_CBC_TIME = time_kind(parse_cbc_time, {str: parse_cbc_time})
-# CBC's names, in the order of ResourceRecord's fields.
-_RESOURCE_FIELDS = RecordFields(
-    [
-        ("id", TEXT),
-        ("resource_id", TEXT),
-        ("resource_name", TEXT),
-        ("region_code", TEXT),
-        ("service_type_code", TEXT),
-        ("resource_type_code", TEXT),
-        ("resource_spec_code", TEXT),
-        ("project_id", TEXT),
-        ("product_id", TEXT),
-        ("parent_resource_id", TEXT),
-        ("is_main_resource", INT),
-        ("status", INT),
-        ("effective_time", _CBC_TIME),
-        ("expire_time", _CBC_TIME),
-        ("expire_policy", INT),
-    ]
-)
+_RESOURCE_FIELDS = RecordFields.declared_by(ResourceRecord)
+_RECORDS_VERSION = record_version(ResourceRecord)
+"""In every page's cache key: a page cached by a build that declares the record otherwise
+is never read as this one's."""
 _ID, _RESOURCE_ID, _PARENT, _IS_MAIN = (
     ResourceRecord._fields.index(f)
     for f in ("id", "resource_id", "parent_resource_id", "is_main_resource")
@@ -240,7 +231,7 @@ class ResourcesQueryEndpoint:
             body["resource_ids"] = tuple(body["resource_ids"])
         if "status_list" in body:
             body["status_list"] = tuple(body["status_list"])
-        return tuple(sorted(body.items()))
+        return (("records", _RECORDS_VERSION), *sorted(body.items()))
 
     def decode(self, content: bytes) -> Any | None:
         return _DECODE_PAGE(content)

@@ -1,14 +1,21 @@
-"""Tolerant readers for upstream record fields.
+"""Tolerant readers for upstream record fields, and the records' declarations.
 
 The upstreams' examples contradict their own tables: numbers arrive as strings,
 strings as numbers, ``null`` where a field is "mandatory", and documented
 fields go missing. A reader turns what arrived into the documented type, or
 ``None`` with a warning, so one odd field never fails a whole page.
+
+A record is a NamedTuple whose every attribute names, in its annotation, the upstream
+field it is read from and how: ``order_id: Annotated[str, Upstream("orderId", TEXT)]``.
+``RecordFields.declared_by`` makes the record's reader and page decoder from that one
+declaration, and ``record_version`` a short hash of it for the cache keys of its pages.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -99,26 +106,89 @@ class FieldKind:
     as they are (``kept``), and quicker conversions for some other types (``quick``).
     A quick conversion must give what ``read`` gives, or raise so that ``read`` decides."""
 
+    name: str
+    """What the kind is called in a record's version (``record_version``)."""
     read: Reader
     kept: frozenset[type]
     quick: Mapping[type, Callable[[Any], Any] | Scaled]
 
 
 _TEXT_ONLY: frozenset[type] = frozenset({str, type(None)})
-TEXT = FieldKind(read_text, _TEXT_ONLY, {})
+TEXT = FieldKind("text", read_text, _TEXT_ONLY, {})
 # int() strips whitespace as read_int does; "" and anything else it refuses go to read_int.
-INT = FieldKind(read_int, frozenset({int, type(None)}), {str: int})
+INT = FieldKind("int", read_int, frozenset({int, type(None)}), {str: int})
 
 
 def time_kind(
-    parse: Callable[[object], datetime], quick: Mapping[type, Callable[[Any], datetime] | Scaled]
+    name: str,
+    parse: Callable[[object], datetime],
+    quick: Mapping[type, Callable[[Any], datetime] | Scaled],
 ) -> FieldKind:
     """A time field read by ``parse``, with quicker conversions for some value types."""
 
-    def read(record: Mapping[str, Any], name: str) -> datetime | None:
-        return read_time(record, name, parse)
+    def read(record: Mapping[str, Any], field: str) -> datetime | None:
+        return read_time(record, field, parse)
 
-    return FieldKind(read, frozenset({type(None)}), quick)
+    return FieldKind(name, read, frozenset({type(None)}), quick)
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where a record's attribute comes from: the upstream's field ``name``, read as
+    ``kind``. Written in the attribute's annotation, with its type:
+    ``order_id: Annotated[str, Upstream("orderId", TEXT)]``."""
+
+    name: str
+    kind: FieldKind
+
+
+@dataclass(frozen=True, slots=True)
+class DeclaredField:
+    attribute: str
+    type: Any
+    """The attribute's type, without its ``Upstream``."""
+    upstream: Upstream
+
+
+def declared_fields(record: type[tuple[Any, ...]]) -> list[DeclaredField]:
+    """The attributes of a record (a NamedTuple) in order, each with its type and its
+    upstream field.
+
+    Raises ``TypeError``, naming the attribute, when one declares no upstream field or
+    more than one, or two declare the same: a declaration that would read a value into
+    the wrong attribute, or none, is refused when the record is defined."""
+    hints = typing.get_type_hints(record, include_extras=True)
+    declared: list[DeclaredField] = []
+    read_by: dict[str, str] = {}
+    for attribute in record._fields:  # type: ignore[attr-defined]
+        hint = hints.get(attribute)
+        sources = [item for item in getattr(hint, "__metadata__", ()) if isinstance(item, Upstream)]
+        where = f"{record.__name__}.{attribute}"
+        if len(sources) != 1:
+            raise TypeError(
+                f"{where} declares {len(sources)} upstream fields, not one: annotate it "
+                "Annotated[its type, Upstream(upstream field name, kind)]"
+            )
+        (source,) = sources
+        if source.name in read_by:
+            raise TypeError(f"{where} reads {source.name!r}, as {read_by[source.name]} does")
+        read_by[source.name] = attribute
+        declared.append(DeclaredField(attribute, typing.get_args(hint)[0], source))
+    return declared
+
+
+def record_version(record: type[tuple[Any, ...]]) -> str:
+    """A short hash of the record's declaration: each attribute in order, its type, its
+    upstream field and kind. A record declared otherwise (an attribute added, removed,
+    renamed, moved or retyped, or read from another field or as another kind) has
+    another; the same declaration has the same in every process (no ``id`` or ``hash``
+    goes in: a type's repr is its qualified name)."""
+    description = "\n".join(
+        f"{field.attribute}: {field.type!r} <- {field.upstream.name!r} "
+        f"as {field.upstream.kind.name}"
+        for field in declared_fields(record)
+    )
+    return hashlib.sha256(description.encode()).hexdigest()[:16]
 
 
 class RecordFields:
@@ -132,6 +202,13 @@ class RecordFields:
     always what the readers would give (tests check it). Field names and conversions
     are the function's arguments, never its source.
     """
+
+    @classmethod
+    def declared_by(cls, record: type[tuple[Any, ...]]) -> RecordFields:
+        """The fields of a record's declaration (``declared_fields``), in its order."""
+        return cls(
+            [(field.upstream.name, field.upstream.kind) for field in declared_fields(record)]
+        )
 
     def __init__(self, fields: Sequence[tuple[str, FieldKind]]) -> None:
         self.fields = tuple(fields)
@@ -237,75 +314,74 @@ _QUICK_FAILS = (ValueError, TypeError, OverflowError, OSError)
 def _reader(
     fields: Sequence[tuple[str, FieldKind]], *, positional: bool = False, typed: bool = False
 ) -> Callable[[Any], list[Any]]:
-    """``read(record)`` for fields of these kinds, named by the arguments ``N0``...:
-    each value kept when its type is one of ``kept``, converted by ``quick`` for its
-    type (or by the reader where that raises), else read by the kind's reader.
-    ``positional``: ``read(values)``, the fields' values in order; a kind's reader
-    then reads its value from a record of that one field. ``typed``: each value of a
-    text-only kind is known to be a str or None, kept without a test."""
-    parameters: list[str] = []
-    arguments: list[Any] = []
+    """``read(record)`` for fields of these kinds: each value kept when its type is one of
+    ``kept``, converted by ``quick`` for its type (or by the reader where that raises),
+    else read by the kind's reader. ``positional``: ``read(values)``, the fields' values
+    in order; a kind's reader then reads its value from a record of that one field.
+    ``typed``: each value of a text-only kind is known to be a str or None, kept without a
+    test. Field names, readers, types and conversions are arguments of the function that
+    makes ``read`` (``name_0``, ``read_0``, ``kept_0_0``...), never its source."""
+    arguments: dict[str, Any] = {"QUICK_FAILS": _QUICK_FAILS}
+
+    def argument(name: str, value: Any) -> str:
+        arguments[name] = value
+        return name
+
+    values = [f"value_{index}" for index in range(len(fields))]
     if positional:
-        body = [f"    ({''.join(f'v{index}, ' for index in range(len(fields)))}) = record"]
+        body = [f"    ({''.join(f'{value}, ' for value in values)}) = record"]
     else:
         body = ["    get = record.get"]
-    for index, (name, kind) in enumerate(fields):
-        v = f"v{index}"
-        parameters += [f"N{index}", f"R{index}"]
-        arguments += [name, kind.read]
+    for index, ((field, kind), value) in enumerate(zip(fields, values, strict=True)):
+        name = argument(f"name_{index}", field)
+        read = argument(f"read_{index}", kind.read)
         if typed and kind.kept == _TEXT_ONLY:
             continue
-        kept = [f"{v} is not None"] if type(None) in kind.kept else []
-        for number, value_type in enumerate(t for t in kind.kept if t is not type(None)):
-            parameters.append(f"K{index}_{number}")
-            arguments.append(value_type)
-            kept.append(f"type({v}) is not K{index}_{number}")
         if not positional:
-            body.append(f"    {v} = get(N{index})")
-        record = "{" + f"N{index}: {v}" + "}" if positional else "record"
-        by_reader = f"R{index}({record}, N{index})"
+            body.append(f"    {value} = get({name})")
+        kept = [f"{value} is not None"] if type(None) in kind.kept else []
+        for number, kept_type in enumerate(t for t in kind.kept if t is not type(None)):
+            kept.append(f"type({value}) is not {argument(f'kept_{index}_{number}', kept_type)}")
+        # A kind's reader reads a record: with the values in order, one of this field alone.
+        by_reader = (
+            f"{read}({{{name}: {value}}}, {name})" if positional else f"{read}(record, {name})"
+        )
         body.append(f"    if {' and '.join(kept) or 'True'}:")
         branch = "if"
         for number, (value_type, quick) in enumerate(kind.quick.items()):
-            q = f"{index}_{number}"
-            parameters += [f"T{q}", f"Q{q}"]
-            test, call = f"type({v}) is T{q}", f"Q{q}({v})"
+            which = f"{index}_{number}"
+            test = f"type({value}) is {argument(f'quick_type_{which}', value_type)}"
             if isinstance(quick, Scaled):
-                parameters += [f"B{q}", f"D{q}", f"Z{q}"]
-                arguments += [
-                    value_type,
-                    quick.function,
-                    quick.bound,
-                    quick.divisor,
-                    quick.argument,
-                ]
-                test += f" and -B{q} < {v} < B{q}"
-                call = f"Q{q}({v} / D{q}, Z{q})"
+                bound = argument(f"bound_{which}", quick.bound)
+                divisor = argument(f"divisor_{which}", quick.divisor)
+                scaled = argument(f"scaled_{which}", quick.function)
+                scaled_argument = argument(f"scaled_argument_{which}", quick.argument)
+                test += f" and -{bound} < {value} < {bound}"
+                call = f"{scaled}({value} / {divisor}, {scaled_argument})"
             else:
-                arguments += [value_type, quick]
+                call = f"{argument(f'quick_{which}', quick)}({value})"
             body += [
                 f"        {branch} {test}:",
                 "            try:",
-                f"                {v} = {call}",
+                f"                {value} = {call}",
                 "            except QUICK_FAILS:",
-                f"                {v} = {by_reader}",
+                f"                {value} = {by_reader}",
             ]
             branch = "elif"
         if branch == "elif":
-            body += ["        else:", f"            {v} = {by_reader}"]
+            body += ["        else:", f"            {value} = {by_reader}"]
         else:
-            body.append(f"        {v} = {by_reader}")
-    values = ", ".join(f"v{index}" for index in range(len(fields)))
+            body.append(f"        {value} = {by_reader}")
     source = "\n".join(
         [
-            f"def make({', '.join([*parameters, 'QUICK_FAILS'])}):",
+            f"def make({', '.join(arguments)}):",
             "  def read(record):",
             *(f"  {line}" for line in body),
-            f"      return [{values}]",
+            f"      return [{', '.join(values)}]",
             "  return read",
         ]
     )
     namespace: dict[str, Any] = {}
     exec(compile(source, f"<reader of {len(fields)} fields>", "exec"), namespace)  # noqa: S102
-    read: Callable[[Any], list[Any]] = namespace["make"](*arguments, _QUICK_FAILS)
-    return read
+    reader: Callable[[Any], list[Any]] = namespace["make"](**arguments)
+    return reader

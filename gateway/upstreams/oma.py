@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Annotated, Any, NamedTuple
 
 import httpx
 
@@ -34,9 +34,11 @@ from gateway.upstreams.fields import (
     TEXT,
     RecordFields,
     Scaled,
+    Upstream,
     new_record,
     read_int,
     read_text,
+    record_version,
     time_kind,
 )
 from gateway.upstreams.paging import fetch_all, fetch_range, joined
@@ -59,41 +61,51 @@ class SubscriptionQuery:
     """Latest modification time (``endDate``)."""
 
 
+EPOCH_MS = time_kind(
+    "epoch_ms",
+    parse_epoch_ms,
+    # from_epoch_ms of a number, written out in the reader: four times a record.
+    {int: Scaled(datetime.fromtimestamp, 1000, UTC, FLOAT_EXACT_MS), str: from_epoch_ms_digits},
+)
+"""OMA's times: numbers, or numeric strings as often as not."""
+
+
 class SubscriptionRecord(NamedTuple):
     """One subscription, fields renamed to what they mean (``procutName`` is the charging mode).
 
     A NamedTuple, immutable like a frozen dataclass, and four times cheaper to build: a
-    page of 99 is parsed on the critical path of every cold request."""
+    page of 99 is parsed on the critical path of every cold request. Each attribute
+    names the OMA field it is read from and how (``gateway.upstreams.fields``)."""
 
-    id: str
-    order_id: str
-    status: int | None
-    created_at: datetime | None
-    modified_at: datetime | None
-    expires_at: datetime | None
-    cec_expires_at: datetime | None
-    sku_name: str | None
-    sku_code: str | None
-    charging_mode: str | None
-    product_id: str | None
-    order_amount: str | None
-    quantity: int | None
-    period_number: int | None
-    period_type: str | None
-    operation_type: str | None
-    remark: str | None
-    customer_id: str | None
-    customer_name: str | None
-    company: str | None
-    vdn_id: str | None
-    cec_tenant_id: str | None
-    cec_tenant_name: str | None
-    cec_feature_type: str | None
-    create_source: str | None
-    manual_status: str | None
-    auto_status: str | None
-    trial: bool | None
-    retry_times: int | None
+    id: Annotated[str, Upstream("id", TEXT)]
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    status: Annotated[int | None, Upstream("status", INT)]
+    created_at: Annotated[datetime | None, Upstream("createTime", EPOCH_MS)]
+    modified_at: Annotated[datetime | None, Upstream("modifyTime", EPOCH_MS)]
+    expires_at: Annotated[datetime | None, Upstream("expireTime", EPOCH_MS)]
+    cec_expires_at: Annotated[datetime | None, Upstream("cecExpireTime", EPOCH_MS)]
+    sku_name: Annotated[str | None, Upstream("skuName", TEXT)]
+    sku_code: Annotated[str | None, Upstream("skuCode", TEXT)]
+    charging_mode: Annotated[str | None, Upstream("procutName", TEXT)]
+    product_id: Annotated[str | None, Upstream("productId", TEXT)]
+    order_amount: Annotated[str | None, Upstream("orderAmount", TEXT)]
+    quantity: Annotated[int | None, Upstream("amount", INT)]
+    period_number: Annotated[int | None, Upstream("periodNumber", INT)]
+    period_type: Annotated[str | None, Upstream("periodType", TEXT)]
+    operation_type: Annotated[str | None, Upstream("opType", TEXT)]
+    remark: Annotated[str | None, Upstream("remark", TEXT)]
+    customer_id: Annotated[str | None, Upstream("customerId", TEXT)]
+    customer_name: Annotated[str | None, Upstream("customerName", TEXT)]
+    company: Annotated[str | None, Upstream("company", TEXT)]
+    vdn_id: Annotated[str | None, Upstream("vdnId", TEXT)]
+    cec_tenant_id: Annotated[str | None, Upstream("cecTenantId", TEXT)]
+    cec_tenant_name: Annotated[str | None, Upstream("cecTenantName", TEXT)]
+    cec_feature_type: Annotated[str | None, Upstream("cecFeatureType", TEXT)]
+    create_source: Annotated[str | None, Upstream("createSource", TEXT)]
+    manual_status: Annotated[str | None, Upstream("manualStatus", TEXT)]
+    auto_status: Annotated[str | None, Upstream("autoStatus", TEXT)]
+    trial: Annotated[bool | None, Upstream("trialFlag", INT)]  # 0 or 1: see _subscription
+    retry_times: Annotated[int | None, Upstream("retryTimes", INT)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,46 +114,10 @@ class SubscriptionPage:
     total: int
 
 
-EPOCH_MS = time_kind(
-    parse_epoch_ms,
-    # from_epoch_ms of a number, written out in the reader: four times a record.
-    {int: Scaled(datetime.fromtimestamp, 1000, UTC, FLOAT_EXACT_MS), str: from_epoch_ms_digits},
-)
-"""OMA's times: numbers, or numeric strings as often as not."""
-# OMA's names, in the order of SubscriptionRecord's fields.
-_SUBSCRIPTION_FIELDS = RecordFields(
-    [
-        ("id", TEXT),
-        ("orderId", TEXT),
-        ("status", INT),
-        ("createTime", EPOCH_MS),
-        ("modifyTime", EPOCH_MS),
-        ("expireTime", EPOCH_MS),
-        ("cecExpireTime", EPOCH_MS),
-        ("skuName", TEXT),
-        ("skuCode", TEXT),
-        ("procutName", TEXT),
-        ("productId", TEXT),
-        ("orderAmount", TEXT),
-        ("amount", INT),
-        ("periodNumber", INT),
-        ("periodType", TEXT),
-        ("opType", TEXT),
-        ("remark", TEXT),
-        ("customerId", TEXT),
-        ("customerName", TEXT),
-        ("company", TEXT),
-        ("vdnId", TEXT),
-        ("cecTenantId", TEXT),
-        ("cecTenantName", TEXT),
-        ("cecFeatureType", TEXT),
-        ("createSource", TEXT),
-        ("manualStatus", TEXT),
-        ("autoStatus", TEXT),
-        ("trialFlag", INT),
-        ("retryTimes", INT),
-    ]
-)
+_SUBSCRIPTION_FIELDS = RecordFields.declared_by(SubscriptionRecord)
+_RECORDS_VERSION = record_version(SubscriptionRecord)
+"""In every page's cache key: a page cached by a build that declares the record otherwise
+is never read as this one's."""
 _ID, _ORDER_ID, _TRIAL = (SubscriptionRecord._fields.index(f) for f in ("id", "order_id", "trial"))
 
 
@@ -207,7 +183,7 @@ class QueryResourceEndpoint:
         return body
 
     def cache_params(self, query: SubscriptionQuery) -> tuple[tuple[str, object], ...]:
-        return tuple(sorted(self.body(query).items()))
+        return (("records", _RECORDS_VERSION), *sorted(self.body(query).items()))
 
     def decode(self, content: bytes) -> Any | None:
         return _DECODE_PAGE(content)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -271,6 +274,29 @@ def test_rendered_keys_never_contain_the_token() -> None:
     assert len(rendered.rsplit(":", 1)[1]) == 32
     assert key("a").render() != key("b").render()
     assert key(page=1).render() != key(page=2).render()
+
+
+def test_a_key_is_the_same_in_every_process() -> None:
+    """Replicas, and the next start, find each other's entries: nothing in a key comes
+    from id() or hash(). The records' version is one of the parameters (the upstream
+    endpoints' cache_params), so another declaration of a record is another key."""
+    params = (("records", "version-a"), ("limit", 10), ("offset", 0))
+    rendered = CacheKey("oma", "queryresource", params, "fingerprint").render()
+    script = (
+        "from gateway.cache.pages import CacheKey\n"
+        f"print(CacheKey('oma', 'queryresource', {params!r}, 'fingerprint').render())\n"
+    )
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.strip() == rendered
+    other = (("records", "version-b"), *params[1:])
+    assert CacheKey("oma", "queryresource", other, "fingerprint").render() != rendered
 
 
 # Memory backend

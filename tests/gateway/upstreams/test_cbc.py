@@ -13,15 +13,17 @@ from hypothesis import strategies as st
 
 from gateway.caller import Caller
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
+from gateway.upstreams import cbc as cbc_module
 from gateway.upstreams.cbc import (
     _RESOURCE_FIELDS,
     MAX_PAGE_SIZE,
     PATH,
     RESOURCES_QUERY,
     ResourceQuery,
+    ResourceRecord,
 )
 from gateway.upstreams.clients import Upstreams
-from gateway.upstreams.fields import TEXT
+from gateway.upstreams.fields import TEXT, record_version
 from tests.support.helpers import load_fixture
 from tests.support.json_answers import answer_bodies, json_values, mostly, outcome, with_odd_parts
 from tests.support.upstream_mocks import Recorder
@@ -247,6 +249,25 @@ async def test_a_warm_order_is_answered_from_the_cache_with_no_call(
     # A query the API would refuse has no cached answer either (fetch says why).
     assert cbc.cached_all_resources(alice, ResourceQuery(order_id="x" * 65)) is None
     assert len(recorder.requests) == 2
+
+
+async def test_pages_cached_by_a_build_declaring_the_record_otherwise_are_not_read(
+    make_upstreams: Callable[..., Upstreams], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records' version is in every page's cache key: after a deploy that changes
+    ResourceRecord, its pages in a shared cache are fetched anew, never misread."""
+    recorder = Recorder(example_response)
+    cbc = make_upstreams(recorder).cbc
+    await cbc.fetch_resource_page(Caller("alice"), SEED_QUERY)
+    monkeypatch.setattr(cbc_module, "_RECORDS_VERSION", "0123456789abcdef")
+    await cbc.fetch_resource_page(Caller("alice"), SEED_QUERY)
+    await cbc.fetch_resource_page(Caller("alice"), SEED_QUERY)
+    assert len(recorder.requests) == 2
+    monkeypatch.undo()
+    await cbc.fetch_resource_page(Caller("alice"), SEED_QUERY)  # the first build's page
+    assert len(recorder.requests) == 2
+    params = RESOURCES_QUERY.cache_params(SEED_QUERY)
+    assert ("records", record_version(ResourceRecord)) in params
 
 
 async def test_an_order_id_with_special_characters_is_sent_url_encoded(

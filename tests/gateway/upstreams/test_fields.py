@@ -1,28 +1,36 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+import os
+import subprocess
+import sys
+from datetime import datetime
+from typing import Annotated, Any, NamedTuple
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.times import FLOAT_EXACT_MS, from_epoch_ms, parse_cbc_time
+from gateway.upstreams.cbc import ResourceRecord
 from gateway.upstreams.fields import (
     INT,
     TEXT,
     RecordFields,
     RecordValues,
+    Upstream,
+    declared_fields,
     json_objects,
     read_int,
     read_text,
+    record_version,
     time_kind,
 )
-from gateway.upstreams.oma import EPOCH_MS
+from gateway.upstreams.oma import EPOCH_MS, SubscriptionRecord
 from tests.support.helpers import with_warnings
 from tests.support.json_answers import json_values
 
-CBC_TIME = time_kind(parse_cbc_time, {str: parse_cbc_time})
+CBC_TIME = time_kind("cbc_time", parse_cbc_time, {str: parse_cbc_time})
 FIELDS = [("a", TEXT), ("b", INT), ("c", EPOCH_MS), ("d", CBC_TIME), ("e", INT)]
 
 # Where OMA's numeric times stop being read the quick way (gateway.fields.Scaled).
@@ -159,3 +167,155 @@ def test_a_page_with_a_number_in_a_text_field_is_decoded_the_loose_way() -> None
 )
 def test_anything_but_a_plain_page_is_left_to_the_general_decoding(body: bytes) -> None:
     assert PAGE(body) is None
+
+
+# Records declared once: each attribute's annotation names its upstream field and kind.
+
+
+class Order(NamedTuple):
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    amount: Annotated[int | None, Upstream("amount", INT)]
+    created_at: Annotated[datetime | None, Upstream("createTime", EPOCH_MS)]
+
+
+def test_a_record_is_read_from_the_fields_its_attributes_name() -> None:
+    fields = RecordFields.declared_by(Order)
+    assert fields.names == ("orderId", "amount", "createTime")
+    assert [kind for _, kind in fields.fields] == [TEXT, INT, EPOCH_MS]
+    values = fields.read({"createTime": 1679558854000, "amount": "3", "orderId": 25})
+    assert Order._make(values) == Order("25", 3, from_epoch_ms(1679558854000))
+    body = b'{"items": [{"amount": 3, "createTime": "1679558854000", "orderId": "x"}]}'
+    decoded = fields.page_decoder("items", ())(body)
+    assert decoded is not None
+    assert [Order._make(values) for values in fields.read_all(decoded["items"])] == [
+        Order("x", 3, from_epoch_ms(1679558854000))
+    ]
+    assert [(field.attribute, field.upstream.name) for field in declared_fields(Order)] == [
+        ("order_id", "orderId"),
+        ("amount", "amount"),
+        ("created_at", "createTime"),
+    ]
+
+
+class WithoutUpstream(NamedTuple):
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    amount: int | None
+
+
+class WithAnotherAnnotation(NamedTuple):
+    amount: Annotated[int | None, "amount"]
+
+
+class ReadTwice(NamedTuple):
+    amount: Annotated[int | None, Upstream("amount", INT), Upstream("quantity", INT)]
+
+
+class OneFieldForTwo(NamedTuple):
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    amount: Annotated[int | None, Upstream("amount", INT)]
+    quantity: Annotated[int | None, Upstream("amount", INT)]
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        (WithoutUpstream, "WithoutUpstream.amount declares 0 upstream fields, not one"),
+        (WithAnotherAnnotation, "WithAnotherAnnotation.amount declares 0 upstream fields"),
+        (ReadTwice, "ReadTwice.amount declares 2 upstream fields, not one"),
+        (OneFieldForTwo, "OneFieldForTwo.quantity reads 'amount', as amount does"),
+    ],
+)
+def test_a_declaration_that_would_misplace_a_value_is_refused(
+    record: type[tuple[Any, ...]], message: str
+) -> None:
+    """An attribute without its upstream field cannot shift the others' values: its
+    record is refused where it is declared (at import, for the upstreams' records)."""
+    with pytest.raises(TypeError, match=message):
+        RecordFields.declared_by(record)
+    with pytest.raises(TypeError, match=message):
+        record_version(record)
+
+
+class SameAsOrder(NamedTuple):
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    amount: Annotated[int | None, Upstream("amount", INT)]
+    created_at: Annotated[datetime | None, Upstream("createTime", EPOCH_MS)]
+
+
+class FieldAdded(NamedTuple):
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    amount: Annotated[int | None, Upstream("amount", INT)]
+    created_at: Annotated[datetime | None, Upstream("createTime", EPOCH_MS)]
+    remark: Annotated[str | None, Upstream("remark", TEXT)]
+
+
+class FieldRemoved(NamedTuple):
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    amount: Annotated[int | None, Upstream("amount", INT)]
+
+
+class AttributeRenamed(NamedTuple):
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    quantity: Annotated[int | None, Upstream("amount", INT)]
+    created_at: Annotated[datetime | None, Upstream("createTime", EPOCH_MS)]
+
+
+class UpstreamFieldRenamed(NamedTuple):
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    amount: Annotated[int | None, Upstream("quantity", INT)]
+    created_at: Annotated[datetime | None, Upstream("createTime", EPOCH_MS)]
+
+
+class Reordered(NamedTuple):
+    amount: Annotated[int | None, Upstream("amount", INT)]
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    created_at: Annotated[datetime | None, Upstream("createTime", EPOCH_MS)]
+
+
+class Retyped(NamedTuple):
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    amount: Annotated[int, Upstream("amount", INT)]
+    created_at: Annotated[datetime | None, Upstream("createTime", EPOCH_MS)]
+
+
+class ReadAsAnotherKind(NamedTuple):
+    order_id: Annotated[str, Upstream("orderId", TEXT)]
+    amount: Annotated[int | None, Upstream("amount", INT)]
+    created_at: Annotated[datetime | None, Upstream("createTime", CBC_TIME)]
+
+
+def test_a_record_declared_otherwise_has_another_version() -> None:
+    """Pages cached under one version are never read as records of another."""
+    changed = [
+        FieldAdded,
+        FieldRemoved,
+        AttributeRenamed,
+        UpstreamFieldRenamed,
+        Reordered,
+        Retyped,
+        ReadAsAnotherKind,
+    ]
+    versions = [record_version(record) for record in [Order, *changed]]
+    assert len(set(versions)) == len(versions)
+    assert record_version(SameAsOrder) == record_version(Order)  # the class's name is not in it
+    assert len(record_version(Order)) == 16 and int(record_version(Order), 16) >= 0
+
+
+def test_a_records_version_is_the_same_in_every_process() -> None:
+    """No id() or hash() in it: replicas, and the next start, share the cached pages."""
+    script = (
+        "from gateway.upstreams.cbc import ResourceRecord\n"
+        "from gateway.upstreams.oma import SubscriptionRecord\n"
+        "from gateway.upstreams.fields import record_version\n"
+        "print(record_version(SubscriptionRecord), record_version(ResourceRecord))\n"
+    )
+    here = f"{record_version(SubscriptionRecord)} {record_version(ResourceRecord)}"
+    for seed in ("1", "2"):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        assert done.stdout.strip() == here

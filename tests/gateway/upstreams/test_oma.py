@@ -15,9 +15,16 @@ from hypothesis import strategies as st
 
 from gateway.caller import Caller
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
+from gateway.upstreams import oma as oma_module
 from gateway.upstreams.clients import Upstreams
-from gateway.upstreams.fields import TEXT
-from gateway.upstreams.oma import _SUBSCRIPTION_FIELDS, PATH, QUERY_RESOURCE, SubscriptionQuery
+from gateway.upstreams.fields import TEXT, record_version
+from gateway.upstreams.oma import (
+    _SUBSCRIPTION_FIELDS,
+    PATH,
+    QUERY_RESOURCE,
+    SubscriptionQuery,
+    SubscriptionRecord,
+)
 from tests.support.helpers import load_fixture
 from tests.support.json_answers import answer_bodies, json_values, mostly, outcome, with_odd_parts
 from tests.support.upstream_mocks import Recorder, example_oma_response
@@ -393,6 +400,25 @@ async def test_pages_are_cached_per_token(make_upstreams: Callable[..., Upstream
     assert [r.headers["X-Auth-Token"] for r in recorder.requests] == ["alice", "bob"]
     await oma.fetch_subscription_page(Caller("alice", fresh=True), SubscriptionQuery(limit=10))
     assert len(recorder.requests) == 3
+
+
+async def test_pages_cached_by_a_build_declaring_the_record_otherwise_are_not_read(
+    make_upstreams: Callable[..., Upstreams], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The records' version is in every page's cache key: after a deploy that changes
+    SubscriptionRecord, its pages in a shared cache are fetched anew, never misread."""
+    recorder = Recorder(example_oma_response)
+    oma = make_upstreams(recorder).oma
+    query = SubscriptionQuery(limit=10)
+    await oma.fetch_subscription_page(Caller("alice"), query)
+    monkeypatch.setattr(oma_module, "_RECORDS_VERSION", "0123456789abcdef")
+    await oma.fetch_subscription_page(Caller("alice"), query)
+    await oma.fetch_subscription_page(Caller("alice"), query)
+    assert len(recorder.requests) == 2
+    monkeypatch.undo()
+    await oma.fetch_subscription_page(Caller("alice"), query)  # the first build's page
+    assert len(recorder.requests) == 2
+    assert ("records", record_version(SubscriptionRecord)) in QUERY_RESOURCE.cache_params(query)
 
 
 def numbered_pages(request: httpx.Request) -> httpx.Response:
