@@ -21,9 +21,7 @@ The shape limits (depth, aliases, root fields, directives) are validation rules,
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from graphql import (
@@ -31,6 +29,7 @@ from graphql import (
     FieldNode,
     FragmentDefinitionNode,
     GraphQLError,
+    GraphQLField,
     GraphQLObjectType,
     GraphQLSchema,
     OperationDefinitionNode,
@@ -49,123 +48,25 @@ from graphql.execution.collect_fields import (
 )
 from strawberry.extensions import SchemaExtension
 
-from gateway.upstreams.cbc import MAX_PAGE_SIZE as CBC_PAGE_SIZE
-from gateway.upstreams.cbc import (
-    MAX_RESOURCE_IDS,
-    QUERYABLE_STATUSES,
-    RESOURCES_QUERY,
-    ResourceQuery,
-)
-from gateway.upstreams.oma import MAX_PAGE_SIZE as OMA_PAGE_SIZE
-from gateway.upstreams.oma import QUERY_RESOURCE, SubscriptionQuery
+from gateway.upstreams.cbc import QUERYABLE_STATUSES
 from schema.context import GatewayContext
 from schema.enums import RESOURCE_STATUS_CODES, ResourceStatus
+from schema.execution.strawberry_fields import strawberry_field
+from schema.links import COST, LINK, NO_CALLS, FanOut, Link, UpstreamCalls
 
 
-@dataclass(frozen=True, slots=True)
-class UpstreamCalls:
-    """Calls to each upstream."""
-
-    oma: int = 0
-    cbc: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.oma + self.cbc
-
-    def __add__(self, other: UpstreamCalls) -> UpstreamCalls:
-        return UpstreamCalls(self.oma + other.oma, self.cbc + other.cbc)
-
-
-NO_CALLS = UpstreamCalls()
-
-
-# The fan-out rules: for each field that calls an upstream, the calls it makes for
-# ``parents`` objects and how many objects its selection then sees. Every other
-# field makes no call and passes its parents on (a connection's nodes, an edge's
-# node).
-
-# Expected fan-out where the schema cannot know it: resources per order and
-# attached resources per primary. Generous, so the estimate errs towards refusing.
-RESOURCES_PER_ORDER = 4
-ATTACHED_PER_RESOURCE = 3
-DEFAULT_FIRST = 20
-
-FanOut = Callable[[Mapping[str, Any], int], tuple[UpstreamCalls, int]]
-
-
-def _no_modification_in_window(arguments: Mapping[str, Any]) -> bool:
-    """Whether ``subscriptions``' window holds no millisecond OMA stores."""
-    window = arguments.get("window")
-    if not isinstance(window, Mapping):
-        return False
-    # known_answer reads the window only: the limit is any valid one.
-    query = SubscriptionQuery(limit=1, start=window.get("from"), end=window.get("to"))
-    return QUERY_RESOURCE.known_answer(query) is not None
-
-
-def _no_expiry_in_window(arguments: Mapping[str, Any]) -> bool:
-    """Whether ``resources``' expiry window holds no second CBC stores."""
-    resource_filter = arguments.get("filter")
-    window = resource_filter.get("expiring") if isinstance(resource_filter, Mapping) else None
-    if not isinstance(window, Mapping):
-        return False
-    expiring = ResourceQuery(expire_from=window.get("from"), expire_to=window.get("to"))
-    return RESOURCES_QUERY.known_answer(expiring) is not None
-
-
-def _pages(first: int | None, page_size: int) -> tuple[int, int]:
-    """A root list's calls (the pages ``first`` spans, one at least for the total) and
-    the objects its selection sees."""
-    first = DEFAULT_FIRST if first is None else max(first, 0)
-    return max(1, math.ceil(first / page_size)), first
-
-
-def _subscriptions(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
-    if _no_modification_in_window(arguments):
-        return NO_CALLS, 0  # answered empty without a call
-    calls, children = _pages(arguments.get("first"), OMA_PAGE_SIZE)
-    return UpstreamCalls(oma=calls), children
-
-
-def _resources(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
-    if _no_expiry_in_window(arguments):
-        return NO_CALLS, 0  # answered empty without a call
-    calls, children = _pages(arguments.get("first"), CBC_PAGE_SIZE)
-    return UpstreamCalls(cbc=calls), children
-
-
-def _order_resources(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
-    return UpstreamCalls(cbc=parents), parents * RESOURCES_PER_ORDER
-
-
-def _resource(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
-    return UpstreamCalls(cbc=1), 1
-
-
-def _resources_by_ids(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
-    count = len(arguments["resourceIds"])
-    return UpstreamCalls(cbc=math.ceil(count / MAX_RESOURCE_IDS)), count
-
-
-def _parent(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
-    return UpstreamCalls(cbc=math.ceil(parents / MAX_RESOURCE_IDS)), parents
-
-
-def _attached_resources(arguments: Mapping[str, Any], parents: int) -> tuple[UpstreamCalls, int]:
-    calls = math.ceil(parents / MAX_RESOURCE_IDS)
-    return UpstreamCalls(cbc=calls), parents * ATTACHED_PER_RESOURCE
-
-
-FAN_OUT: Mapping[tuple[str, str], FanOut] = {
-    ("Query", "subscriptions"): _subscriptions,
-    ("Query", "resources"): _resources,
-    ("Query", "resource"): _resource,
-    ("Query", "resourcesByIds"): _resources_by_ids,
-    ("SoftwareSubscription", "resources"): _order_resources,  # one call per order
-    ("CloudResource", "parent"): _parent,
-    ("CloudResource", "attachedResources"): _attached_resources,
-}
+def fan_out_of(field_def: GraphQLField) -> FanOut | None:
+    """The calls a field fans out to, as it declares them: a link's in its ``Link``, a root
+    field's in its metadata (``schema.costs``). A field that declares none makes no call
+    and passes its objects on (a connection's nodes, an edge's node)."""
+    definition = strawberry_field(field_def)
+    if definition is None:
+        return None
+    link = definition.metadata.get(LINK)
+    if isinstance(link, Link):
+        return link.fan_out
+    declared = definition.metadata.get(COST)
+    return declared if callable(declared) else None
 
 
 class CostEstimate:
@@ -223,7 +124,7 @@ class CostEstimate:
                     continue  # execution fails this field the same way, before its resolver
                 _check_statuses(node, arguments)
             children = parents
-            fan_out = FAN_OUT.get((parent_type.name, node.name.value))
+            fan_out = fan_out_of(field_def)
             if fan_out is not None:
                 calls, children = fan_out(arguments, parents)
                 total += calls

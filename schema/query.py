@@ -9,15 +9,17 @@ from strawberry.types import Info
 
 from gateway.errors import InvalidRequest
 from gateway.upstreams.cbc import MAX_ORDER_ID_LENGTH, MAX_RESOURCE_IDS, ResourcePage, ResourceQuery
+from schema import costs
 from schema.context import GatewayContext
+from schema.costs import cost
 from schema.cursors import decode_cursor, encode_cursor
 from schema.enums import resource_status_codes
 from schema.inputs import ResourceFilter, TimeWindow
 from schema.types import (
     CloudResource,
-    CloudResourceConnection,
+    Connection,
     PageInfo,
-    SoftwareSubscriptionConnection,
+    SoftwareSubscription,
     family_head,
     resource_objects,
     subscription_objects,
@@ -61,7 +63,8 @@ class Query:
         description=(
             "Software subscriptions of the caller (OMA), in the order OMA lists them. "
             "`window` bounds their modification time. Null, with an error, when OMA fails."
-        )
+        ),
+        metadata=cost(costs.subscriptions),
     )
     async def subscriptions(
         self,
@@ -71,7 +74,7 @@ class Query:
         ] = None,
         first: Annotated[int | None, strawberry.argument(description=FIRST_DESCRIPTION)] = 20,
         after: Annotated[str | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
-    ) -> SoftwareSubscriptionConnection | None:
+    ) -> Connection[SoftwareSubscription] | None:
         context = info.context
         offset, count = page_window(SUBSCRIPTIONS, first, after, context.limits.max_first)
         start, end = window.bounds() if window else (None, None)
@@ -79,7 +82,7 @@ class Query:
             context.caller("oma"), offset=offset, count=count, start=start, end=end
         )
         nodes = subscription_objects.lazy(page.records)
-        return SoftwareSubscriptionConnection(
+        return Connection(
             total_count=page.total,
             page_info=page_info(SUBSCRIPTIONS, offset, len(nodes), page.total),
             nodes=nodes,
@@ -89,7 +92,8 @@ class Query:
 
     @strawberry.field(
         description="Yearly/monthly cloud resources of the caller (CBC). Null, with an error, "
-        "when CBC fails."
+        "when CBC fails.",
+        metadata=cost(costs.resources),
     )
     async def resources(
         self,
@@ -99,7 +103,7 @@ class Query:
         ] = None,
         first: Annotated[int | None, strawberry.argument(description=FIRST_DESCRIPTION)] = 20,
         after: Annotated[str | None, strawberry.argument(description=AFTER_DESCRIPTION)] = None,
-    ) -> CloudResourceConnection | None:
+    ) -> Connection[CloudResource] | None:
         context = info.context
         offset, count = page_window(RESOURCES, first, after, context.limits.max_first)
         query = resource_query(filter)
@@ -113,7 +117,7 @@ class Query:
                 caller, query, offset=offset, count=count
             )
         nodes = resource_objects.lazy(page.records)
-        return CloudResourceConnection(
+        return Connection(
             total_count=page.total,
             page_info=page_info(RESOURCES, offset, len(nodes), page.total),
             nodes=nodes,
@@ -121,7 +125,10 @@ class Query:
             offset=offset,
         )
 
-    @strawberry.field(description="One cloud resource by its resource id, or null if not found.")
+    @strawberry.field(
+        description="One cloud resource by its resource id, or null if not found.",
+        metadata=cost(costs.resource),
+    )
     async def resource(
         self, info: Info[GatewayContext, None], resource_id: strawberry.ID
     ) -> CloudResource | None:
@@ -133,7 +140,8 @@ class Query:
         description=(
             "Cloud resources by resource id, in the order asked; null where an id is not found. "
             "Fetched in CBC calls of at most 50 ids. Null, with an error, when CBC fails."
-        )
+        ),
+        metadata=cost(costs.resources_by_ids),
     )
     async def resources_by_ids(
         self, info: Info[GatewayContext, None], resource_ids: list[strawberry.ID]

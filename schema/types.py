@@ -8,15 +8,16 @@ the request's loaders.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Protocol, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 import strawberry
 from strawberry.types import Info
 
 from gateway.upstreams.cbc import ResourceRecord
 from gateway.upstreams.oma import SubscriptionRecord
+from schema import costs
 from schema.context import GatewayContext
 from schema.cursors import encode_cursor
 from schema.enums import (
@@ -46,11 +47,12 @@ def family_head(family: ResourceFamily) -> CloudResource | None:
     return resource_objects.object_of(family.record) if family.record else None
 
 
-def resource_list(records: Sequence[ResourceRecord]) -> list[CloudResource]:
-    return list(map(resource_objects.object_of, records))
+def resource_list(records: Sequence[ResourceRecord]) -> Sequence[CloudResource]:
+    # Lazily: a selection of plain fields is completed from the records themselves.
+    return resource_objects.lazy(records)
 
 
-def family_attached(family: ResourceFamily) -> list[CloudResource]:
+def family_attached(family: ResourceFamily) -> Sequence[CloudResource]:
     return resource_list(family.attached)
 
 
@@ -81,20 +83,23 @@ PARENT: Link[CloudResource, str, ResourceFamily, CloudResource | None] = Link(
     key=parent_key,
     convert=family_head,
     empty=None,
+    fan_out=costs.parent,
 )
-ATTACHED: Link[CloudResource, str, ResourceFamily, list[CloudResource]] = Link(
+ATTACHED: Link[CloudResource, str, ResourceFamily, Sequence[CloudResource]] = Link(
     loader=lambda loaders: loaders.resource_family,
     key=attached_key,
     convert=family_attached,
     empty=[],
+    fan_out=costs.attached_resources,
 )
 ORDER_RESOURCES: Link[
-    SoftwareSubscription, OrderResourcesKey, tuple[ResourceRecord, ...], list[CloudResource]
+    SoftwareSubscription, OrderResourcesKey, tuple[ResourceRecord, ...], Sequence[CloudResource]
 ] = Link(
     loader=lambda loaders: loaders.order_resources,
     key=order_resources_key,
     convert=resource_list,
     empty=[],
+    fan_out=costs.order_resources,
 )
 
 
@@ -138,29 +143,19 @@ class CloudResource:
         description="The primary resource this one is attached to, if any."
     )
 
-    # parent and attachedResources answer at once when there is nothing to load (a
+    # Answered by their links (schema.links): at once when there is nothing to load (a
     # primary has no parent, an attached resource no attachments) or when the lookahead
-    # has loaded it already, and hand back an awaitable only otherwise.
-    @strawberry.field(
-        description="The primary resource this one is attached to.",
-        graphql_type="CloudResource | None",
-        metadata=PARENT.metadata(),
-    )
-    def parent(
-        self, info: Info[GatewayContext, None]
-    ) -> CloudResource | Awaitable[CloudResource | None] | None:
-        return PARENT.resolve(info.context, self, {})  # type: ignore[no-any-return]
+    # has loaded it already, an awaitable otherwise.
+    @PARENT.field(description="The primary resource this one is attached to.")
+    def parent(self, info: Info[GatewayContext, None]) -> CloudResource | None:
+        """The link's."""
 
-    @strawberry.field(
+    @ATTACHED.field(
         description="The resources attached to this primary one. "
-        "Null, with an error, when CBC fails.",
-        graphql_type="list[CloudResource] | None",
-        metadata=ATTACHED.metadata(),
+        "Null, with an error, when CBC fails."
     )
-    def attached_resources(
-        self, info: Info[GatewayContext, None]
-    ) -> list[CloudResource] | Awaitable[list[CloudResource]]:
-        return ATTACHED.resolve(info.context, self, {})  # type: ignore[no-any-return]
+    def attached_resources(self, info: Info[GatewayContext, None]) -> list[CloudResource] | None:
+        """The link's."""
 
 
 @strawberry.type(description="A business software mall subscription, as OMA stores it.")
@@ -203,11 +198,9 @@ class SoftwareSubscription:
     trial: bool | None = strawberry.field(description="True for a trial subscription.")
     retry_times: int | None = strawberry.field(description="Maximum number of retries.")
 
-    @strawberry.field(
+    @ORDER_RESOURCES.field(
         description="The CBC resources bought by this subscription's order. Null, with an error, "
-        "when CBC fails: the subscription itself still answers.",
-        graphql_type="list[CloudResource] | None",
-        metadata=ORDER_RESOURCES.metadata(),
+        "when CBC fails: the subscription itself still answers."
     )
     def resources(
         self,
@@ -219,9 +212,8 @@ class SoftwareSubscription:
             list[ResourceStatus] | None,
             strawberry.argument(description="Only resources in these states."),
         ] = None,
-    ) -> list[CloudResource] | Awaitable[list[CloudResource]]:
-        arguments = {"only_main_resources": only_main_resources, "statuses": statuses}
-        return ORDER_RESOURCES.resolve(info.context, self, arguments)  # type: ignore[no-any-return]
+    ) -> list[CloudResource] | None:
+        """The link's."""
 
 
 def auto_renews(record: ResourceRecord) -> bool:
@@ -244,24 +236,6 @@ resource_objects = ObjectsByRecord(resource_from_record)
 subscription_objects = ObjectsByRecord(subscription_from_record)
 
 
-class _Page(Protocol):
-    @property
-    def connection(self) -> str: ...
-
-    @property
-    def offset(self) -> int: ...
-
-    @property
-    def nodes(self) -> Sequence[object]: ...
-
-
-def cursored(page: _Page) -> Iterator[tuple[str, Any]]:
-    """Each node of a page with its cursor. Edges are built only when asked for: a cursor
-    costs a hash, and most clients want nodes alone."""
-    for index, node in enumerate(page.nodes):
-        yield encode_cursor(page.connection, page.offset + index), node
-
-
 @strawberry.type(description="Where a page of a connection stands.")
 class PageInfo:
     has_next_page: bool = strawberry.field(description="More items follow this page.")
@@ -272,39 +246,25 @@ class PageInfo:
     )
 
 
-@strawberry.type(description="A subscription and its cursor.")
-class SoftwareSubscriptionEdge:
+@strawberry.type(description="An item of a page and its cursor.")
+class Edge(Generic[T]):
     cursor: str = strawberry.field(description="Pass as `after` to continue after this item.")
-    node: SoftwareSubscription = strawberry.field(description="The item.")
+    node: T = strawberry.field(description="The item.")
 
 
-@strawberry.type(description="A page of subscriptions.")
-class SoftwareSubscriptionConnection:
-    total_count: int = strawberry.field(description="All subscriptions matching, on every page.")
+@strawberry.type(description="A page of items.")
+class Connection(Generic[T]):
+    total_count: int = strawberry.field(description="All items matching, on every page.")
     page_info: PageInfo = strawberry.field(description="Where this page stands.")
-    nodes: Sequence[SoftwareSubscription] = strawberry.field(description="The items alone.")
+    nodes: Sequence[T] = strawberry.field(description="The items alone.")
     connection: strawberry.Private[str]
     offset: strawberry.Private[int]
 
     @strawberry.field(description="The items with their cursors.")
-    def edges(self) -> list[SoftwareSubscriptionEdge]:
-        return [SoftwareSubscriptionEdge(cursor=c, node=n) for c, n in cursored(self)]
-
-
-@strawberry.type(description="A cloud resource and its cursor.")
-class CloudResourceEdge:
-    cursor: str = strawberry.field(description="Pass as `after` to continue after this item.")
-    node: CloudResource = strawberry.field(description="The item.")
-
-
-@strawberry.type(description="A page of cloud resources.")
-class CloudResourceConnection:
-    total_count: int = strawberry.field(description="All resources matching, on every page.")
-    page_info: PageInfo = strawberry.field(description="Where this page stands.")
-    nodes: Sequence[CloudResource] = strawberry.field(description="The items alone.")
-    connection: strawberry.Private[str]
-    offset: strawberry.Private[int]
-
-    @strawberry.field(description="The items with their cursors.")
-    def edges(self) -> list[CloudResourceEdge]:
-        return [CloudResourceEdge(cursor=c, node=n) for c, n in cursored(self)]
+    def edges(self) -> list[Edge[T]]:
+        # Edges are built only when asked for: a cursor costs a hash, and most clients
+        # want nodes alone.
+        return [
+            Edge(cursor=encode_cursor(self.connection, self.offset + index), node=node)
+            for index, node in enumerate(self.nodes)
+        ]

@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import keyword
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 T = TypeVar("T")
 
@@ -67,17 +67,30 @@ def record_maker(
     layout: dict[str, Access] = {}
     for index, name in enumerate(record_fields):
         function = converted.get(name)
-        layout[name] = ("item", index, None) if function is None else ("converted", index, function)
+        layout[name] = (
+            Access("item", index, _same)
+            if function is None
+            else Access("converted", index, function)
+        )
     for name, function in derived.items():
-        layout[name] = ("derived", None, function)
+        layout[name] = Access("derived", -1, function)
     _layouts[make] = layout
     return make
 
 
-Access = tuple[str, int | None, Callable[[Any], Any] | None]
-"""Where an attribute of an object made from a record comes from: ``("item", index,
-None)``, the record's value; ``("converted", index, function)``, a function of it;
-``("derived", None, function)``, a function of the whole record."""
+class Access(NamedTuple):
+    """Where an attribute of an object made from a record comes from: ``item``, the record's
+    value at ``position``; ``converted``, ``function`` of it; ``derived``, ``function`` of the
+    whole record."""
+
+    kind: Literal["item", "converted", "derived"]
+    position: int
+    function: Callable[[Any], Any]
+
+
+def _same(value: Any) -> Any:
+    return value
+
 
 _layouts: dict[Callable[..., Any], Mapping[str, Access]] = {}
 

@@ -25,73 +25,12 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from graphql import (
-    FieldNode,
-    GraphQLField,
-    GraphQLList,
-    GraphQLNonNull,
-    GraphQLObjectType,
-    GraphQLOutputType,
-    get_argument_values,
-)
+from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType
 from graphql.execution import VariableValues
 from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
-from strawberry.schema.schema_converter import GraphQLCoreConverter
-from strawberry.types.arguments import convert_arguments
-from strawberry.types.field import StrawberryField
 
+from schema.execution.strawberry_fields import field_arguments, field_link, plain_attribute
 from schema.execution.views import RecordObjects
-from schema.links import LINK, Link
-
-
-def strawberry_field(field_def: GraphQLField) -> StrawberryField | None:
-    """The Strawberry field behind a graphql-core field, if there is one."""
-    definition = field_def.extensions.get(GraphQLCoreConverter.DEFINITION_BACKREF)
-    return definition if isinstance(definition, StrawberryField) else None
-
-
-def plain_attribute(field_def: GraphQLField) -> StrawberryField | None:
-    """The Strawberry field behind a field read as a plain attribute (no arguments, and
-    no resolver, permission or extension: Strawberry marks such a resolver
-    ``_is_default``), else None."""
-    definition = strawberry_field(field_def)
-    if (
-        definition is None
-        or field_def.args
-        or not getattr(field_def.resolve, "_is_default", False)
-        or definition.default_resolver is not getattr
-    ):
-        return None
-    return definition
-
-
-def field_arguments(
-    field_def: GraphQLField, node: FieldNode, variables: VariableValues, strawberry_schema: Any
-) -> dict[str, Any]:
-    """A field's arguments by Python name, converted as Strawberry converts them for the
-    resolver (enums as members, inputs as their classes)."""
-    definition = strawberry_field(field_def)
-    if definition is None:
-        raise TypeError(f"{node.name.value} is not a Strawberry field")
-    return convert_arguments(
-        get_argument_values(field_def, node, variables),
-        definition.arguments,
-        scalar_registry=strawberry_schema.schema_converter.scalar_registry,
-        config=strawberry_schema.config,
-    )
-
-
-def field_link(field_def: GraphQLField) -> Link[Any, Any, Any, Any] | None:
-    """The link of a field answered from a loader, unless something runs around its
-    resolver (a field extension, a permission): such a field is left to its resolver,
-    which must decide first whether anything is loaded at all."""
-    definition = strawberry_field(field_def)
-    if definition is None:
-        return None
-    link = definition.metadata.get(LINK)
-    if not isinstance(link, Link) or definition.extensions or definition.permission_classes:
-        return None
-    return link
 
 
 class Lookahead:
@@ -235,4 +174,4 @@ def _is_object(value: Any) -> bool:
     return value is not None and not isinstance(value, Exception)
 
 
-__all__ = ["Lookahead", "field_arguments", "field_link", "plain_attribute", "strawberry_field"]
+__all__ = ["Lookahead"]

@@ -26,8 +26,6 @@ from gateway.server.app import create_app
 from gateway.server.runtime import Gateway
 from gateway.simulator import Simulator
 from schema import build as schema_build
-from schema.execution import executor as execution_module
-from schema.execution.compiled import COMPILE_AFTER
 from schema.links import Link
 from tests.support.helpers import TOKEN, settings_for_tests
 
@@ -191,9 +189,6 @@ def split(body: bytes) -> tuple[bytes, list[bytes]]:
     return orjson.dumps(parsed.get("data")), errors
 
 
-# "compiled": every plan completes by generated code (``schema.compiled``) from its
-# first object, as the plans of long lists do.
-@pytest.mark.parametrize("compile_after", [COMPILE_AFTER, 1], ids=["steps", "compiled"])
 @pytest.mark.parametrize("failing", [False, True], ids=["healthy", "some-cbc-calls-fail"])
 @pytest.mark.parametrize("operation", range(len(OPERATIONS)))
 async def test_linked_fields_answer_as_the_stock_executor_does(
@@ -202,9 +197,7 @@ async def test_linked_fields_answer_as_the_stock_executor_does(
     monkeypatch: pytest.MonkeyPatch,
     operation: int,
     failing: bool,
-    compile_after: int,
 ) -> None:
-    monkeypatch.setattr(execution_module, "COMPILE_AFTER", compile_after)
     query, variables = OPERATIONS[operation]
     ids = await sample_ids(simulator)
     if variables.get("ids") == "FIRST_60_RESOURCE_IDS":

@@ -22,10 +22,8 @@ from hypothesis import strategies as st
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-import schema.execution.executor as execution_module
 from gateway.times import from_epoch_ms
 from schema.build import build_schema
-from schema.execution.compiled import COMPILE_AFTER
 from schema.execution.executor import GatewayExecutor
 from schema.execution.objects import record_maker
 from schema.execution.views import ObjectsByRecord
@@ -136,10 +134,6 @@ async def both(operation: str, root: Query) -> tuple[dict[str, Any], dict[str, A
     return answers[0], answers[1]
 
 
-# Lists here are short: "compiled" completes every object by generated code
-# (``schema.compiled``), and DateTimes a column at a time, as long lists are; "steps"
-# by the plan's loop.
-@pytest.mark.parametrize("compile_after", [COMPILE_AFTER, 1], ids=["steps", "compiled"])
 @pytest.mark.parametrize("operation", OPERATIONS)
 @settings(max_examples=60, deadline=None)
 @given(
@@ -149,20 +143,12 @@ async def both(operation: str, root: Query) -> tuple[dict[str, Any], dict[str, A
     first=st.one_of(st.none(), ITEMS),
 )
 async def test_shortcut_answers_what_graphql_core_answers(
-    compile_after: int,
     operation: str,
     items: list[Item],
     maybe: list[Item | None],
     first: Item | None,
 ) -> None:
-    # Set by hand: hypothesis runs many examples under one function-scoped fixture.
-    saved = execution_module.COMPILE_AFTER, execution_module._COLUMNS_FROM
-    execution_module.COMPILE_AFTER = compile_after
-    execution_module._COLUMNS_FROM = compile_after
-    try:
-        stock, shortcut = await both(operation, Query(items=items, maybe_items=maybe, first=first))
-    finally:
-        execution_module.COMPILE_AFTER, execution_module._COLUMNS_FROM = saved
+    stock, shortcut = await both(operation, Query(items=items, maybe_items=maybe, first=first))
     assert shortcut == stock
 
 
@@ -195,14 +181,9 @@ async def test_a_long_lists_datetimes_are_what_graphql_core_makes_of_them(
     items = [plain_item(index) for index in range(len(whens))]
     for item, when in zip(items, whens, strict=True):
         item.when = when
-    saved = execution_module.COMPILE_AFTER
-    execution_module.COMPILE_AFTER = 1
-    try:
-        stock, shortcut = await both(
-            "{ items { id when } }", Query(items=items, maybe_items=[], first=None)
-        )
-    finally:
-        execution_module.COMPILE_AFTER = saved
+    stock, shortcut = await both(
+        "{ items { id when } }", Query(items=items, maybe_items=[], first=None)
+    )
     assert shortcut == stock
 
 
@@ -388,7 +369,7 @@ ROW_OPERATIONS = [
 async def test_a_lazy_list_of_records_answers_what_its_objects_answer(
     operation: str, rows: list[Row]
 ) -> None:
-    await assert_lazy_answers_as_objects(operation, rows, column_from=1)
+    await assert_lazy_answers_as_objects(operation, rows)
 
 
 # Each odd value once, in an otherwise plain list long enough to go by column.
@@ -431,22 +412,14 @@ async def test_one_odd_value_in_a_list_of_records_is_answered_as_its_objects_ans
     await assert_lazy_answers_as_objects(ROW_OPERATIONS[0], rows)
 
 
-async def assert_lazy_answers_as_objects(
-    operation: str, rows: list[Row], column_from: int | None = None
-) -> None:
+async def assert_lazy_answers_as_objects(operation: str, rows: list[Row]) -> None:
     """The operation over the rows' objects by graphql-core, and over the rows as a lazy
-    list by the shortcut (by column from ``column_from`` records), answer the same."""
-    saved = execution_module.COMPILE_AFTER, execution_module._RECORDS_BY_COLUMN_FROM
-    if column_from is not None:
-        execution_module.COMPILE_AFTER = execution_module._RECORDS_BY_COLUMN_FROM = column_from
-    try:
-        stock = await ROWS_STOCK.execute(
-            operation, root_value=RowQuery(made=[made_from_row(row) for row in rows])
-        )
-        lazy = ObjectsByRecord(made_from_row).lazy(rows)
-        shortcut = await ROWS_SHORTCUT.execute(operation, root_value=RowQuery(made=lazy))
-    finally:
-        execution_module.COMPILE_AFTER, execution_module._RECORDS_BY_COLUMN_FROM = saved
+    list by the shortcut, answer the same."""
+    stock = await ROWS_STOCK.execute(
+        operation, root_value=RowQuery(made=[made_from_row(row) for row in rows])
+    )
+    lazy = ObjectsByRecord(made_from_row).lazy(rows)
+    shortcut = await ROWS_SHORTCUT.execute(operation, root_value=RowQuery(made=lazy))
     assert json.dumps(shortcut.data) == json.dumps(stock.data)
     assert [e.formatted for e in shortcut.errors or []] == [e.formatted for e in stock.errors or []]
 
@@ -459,7 +432,7 @@ async def test_a_long_lazy_list_of_plain_fields_makes_no_object() -> None:
         return made_from_row(row)
 
     objects: ObjectsByRecord[Row, Made] = ObjectsByRecord(made_from_row)
-    rows = [Row(str(i), f"r{i}", i, 1, from_epoch_ms(i)) for i in range(COMPILE_AFTER)]
+    rows = [Row(str(i), f"r{i}", i, 1, from_epoch_ms(i)) for i in range(64)]
     lazy = objects.lazy(rows)
     lazy._object_of = counted  # type: ignore[assignment]  # count what gets made
     result = await ROWS_SHORTCUT.execute(
@@ -475,4 +448,4 @@ async def test_a_long_lazy_list_of_plain_fields_makes_no_object() -> None:
     assert made == []
     # A field with a resolver needs the objects: made then, once each.
     result = await ROWS_SHORTCUT.execute("{ made { shout } }", root_value=RowQuery(made=lazy))
-    assert result.errors is None and len(made) == COMPILE_AFTER
+    assert result.errors is None and len(made) == 64
