@@ -246,10 +246,12 @@ class RecordFields:
         typed = _page_decoder(
             list_key,
             others,
-            [str | None if kind.kept == _TEXT_ONLY else _Scalar for _, kind in self.fields],
-            self.names,
+            [
+                (name, str | None if kind.kept == _TEXT_ONLY else _Scalar)
+                for name, kind in self.fields
+            ],
         )
-        loose = _page_decoder(list_key, others, [_Scalar] * len(self.names), self.names)
+        loose = _page_decoder(list_key, others, [(name, _Scalar) for name in self.names])
         astuple = msgspec.structs.astuple
 
         def decode(content: bytes) -> dict[str, Any] | None:
@@ -280,17 +282,19 @@ class RecordValues(list[tuple[Any, ...]]):
 
     __slots__ = ("typed",)
 
-    def __init__(self, records: Iterable[tuple[Any, ...]] = (), *, typed: bool = False) -> None:
+    def __init__(self, records: Iterable[tuple[Any, ...]], *, typed: bool) -> None:
         super().__init__(records)
         self.typed = typed
 
 
 def _page_decoder(
-    list_key: str, others: Sequence[str], types: Sequence[Any], names: Sequence[str]
+    list_key: str, others: Sequence[str], fields: Sequence[tuple[str, Any]]
 ) -> msgspec.json.Decoder[Any]:
+    """A decoder of pages whose records hold these fields (name, type), each None when
+    missing, and nothing else."""
     record = msgspec.defstruct(
         f"{list_key}_record",
-        [(name, field_type, None) for name, field_type in zip(names, types, strict=True)],
+        [(name, field_type, None) for name, field_type in fields],
         forbid_unknown_fields=True,
         gc=False,
     )
@@ -332,7 +336,8 @@ def _reader(
         body = [f"    ({''.join(f'{value}, ' for value in values)}) = record"]
     else:
         body = ["    get = record.get"]
-    for index, ((field, kind), value) in enumerate(zip(fields, values, strict=True)):
+    for index, (field, kind) in enumerate(fields):
+        value = values[index]
         name = argument(f"name_{index}", field)
         read = argument(f"read_{index}", kind.read)
         if typed and kind.kept == _TEXT_ONLY:

@@ -2,9 +2,10 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, NamedTuple
 
 import pytest
@@ -16,13 +17,16 @@ from gateway.upstreams.cbc import ResourceRecord
 from gateway.upstreams.fields import (
     INT,
     TEXT,
+    FieldKind,
     RecordFields,
     RecordValues,
+    Scaled,
     Upstream,
     declared_fields,
     json_objects,
     read_int,
     read_text,
+    read_time,
     record_version,
     time_kind,
 )
@@ -100,6 +104,135 @@ def test_the_readers_still_read_one_field() -> None:
     assert read_int({"a": " 7 "}, "a") == 7
 
 
+def test_the_readers_turn_what_arrived_into_the_documented_type() -> None:
+    assert [read_text({"a": value}, "a") for value in (True, False, 7, 5.5, "x", None)] == [
+        "true",
+        "false",
+        "7",
+        "5.5",
+        "x",
+        None,
+    ]
+    assert [read_int({"a": value}, "a") for value in (True, 7, 7.0, "-3", "", None)] == [
+        1,
+        7,
+        7,
+        -3,
+        None,
+        None,
+    ]
+    assert read_time({"a": "2023-03-23T08:07:34Z"}, "a", parse_cbc_time) == datetime(
+        2023, 3, 23, 8, 7, 34, tzinfo=UTC
+    )
+
+
+def test_an_odd_field_is_logged_with_its_name_and_what_it_held(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """What the log shows of a field no reader could read: the field, and the value's
+    type or its first 40 characters. An empty value is missing, not odd."""
+    with caplog.at_level(logging.WARNING, logger="gateway.upstream"):
+        assert read_text({"remark": [1]}, "remark") is None
+        assert read_int({"amount": "x" * 60}, "amount") is None
+        assert read_time({"at": "y" * 60}, "at", parse_cbc_time) is None
+        assert read_int({"amount": ""}, "amount") is None
+        assert read_time({"at": ""}, "at", parse_cbc_time) is None
+    assert [(r.name, r.getMessage(), r.__dict__["field"]) for r in caplog.records] == [
+        ("gateway.upstream", "unexpected field type", "remark"),
+        ("gateway.upstream", "field is not an integer", "amount"),
+        ("gateway.upstream", "unparseable time", "at"),
+    ]
+    assert caplog.records[0].__dict__["type"] == "list"
+    assert caplog.records[1].__dict__["value"] == repr("x" * 60)[:40]
+    assert caplog.records[2].__dict__["value"] == repr("y" * 60)[:40]
+    assert len(caplog.records[2].__dict__["value"]) == 40
+
+
+def test_a_time_kind_reads_its_field_by_its_parser(caplog: pytest.LogCaptureFixture) -> None:
+    kind = time_kind("cbc_time", parse_cbc_time, {str: parse_cbc_time})
+    assert kind.name == "cbc_time"
+    fields = RecordFields([("at", kind)])
+    with caplog.at_level(logging.WARNING, logger="gateway.upstream"):
+        assert fields.read({"at": "2023-03-23T08:07:34Z"}) == [
+            datetime(2023, 3, 23, 8, 7, 34, tzinfo=UTC)
+        ]
+        assert fields.read({}) == [None]
+        assert fields.read({"at": 5}) == [None]  # no quick way for a number: the reader
+        assert kind.read({"at": "bad"}, "at") is None
+    assert [(r.getMessage(), r.__dict__["field"]) for r in caplog.records] == [
+        ("unparseable time", "at"),
+        ("unparseable time", "at"),
+    ]
+
+
+def by_reader(record: dict[str, Any], name: str) -> tuple[str, Any]:
+    return ("read", record.get(name))
+
+
+def by_quick(value: Any) -> tuple[str, Any]:
+    return ("quick", value)
+
+
+def by_scaled(value: float, argument: Any) -> tuple[str, float, Any]:
+    return ("scaled", value, argument)
+
+
+def refuse(value: Any) -> Any:
+    raise ValueError(value)
+
+
+# Kinds whose ways of reading are told apart (a real kind's give the same value).
+WAYS = FieldKind(
+    "ways",
+    by_reader,
+    frozenset({str, type(None)}),
+    {int: by_quick, float: Scaled(by_scaled, 4, "arg", 100)},
+)
+REFUSING_QUICK = FieldKind("refusing", by_reader, frozenset({type(None)}), {int: refuse})
+NONE_NOT_KEPT = FieldKind("none_not_kept", by_reader, frozenset({str}), {})
+NOTHING_KEPT = FieldKind("nothing_kept", by_reader, frozenset(), {})
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "read"),
+    [
+        (WAYS, "x", "x"),
+        (WAYS, None, None),
+        (WAYS, 3, ("quick", 3)),
+        (WAYS, 8.0, ("scaled", 2.0, "arg")),
+        (WAYS, 99.0, ("scaled", 24.75, "arg")),
+        (WAYS, -99.0, ("scaled", -24.75, "arg")),
+        (WAYS, 100.0, ("read", 100.0)),  # beyond the bound: the reader
+        (WAYS, -100.0, ("read", -100.0)),
+        (WAYS, True, ("read", True)),  # a bool is not an int here
+        (WAYS, [1], ("read", [1])),
+        (REFUSING_QUICK, 3, ("read", 3)),  # a quick way that raises: the reader decides
+        (REFUSING_QUICK, None, None),
+        (NONE_NOT_KEPT, "x", "x"),
+        (NONE_NOT_KEPT, None, ("read", None)),
+        (NOTHING_KEPT, "x", ("read", "x")),
+        (NOTHING_KEPT, None, ("read", None)),
+    ],
+)
+def test_each_value_takes_the_way_its_type_has(kind: FieldKind, value: Any, read: Any) -> None:
+    """Kept as it is, converted the quick way, or read by the reader: a call only where a
+    conversion or the reader is needed, by name or from the values in order."""
+    fields = RecordFields([("a", kind), ("b", TEXT)])
+    record = {"b": "y"} if value is None else {"a": value, "b": "y"}
+    assert fields.read(record) == [read, "y"]
+    assert fields.read_values([value, "y"]) == [read, "y"]
+    # As the page decoder gives them; typed only when the text fields hold text or null.
+    typed = value is None or type(value) is str
+    decoded = RecordValues([(value, "y")], typed=typed)
+    assert list(fields.read_all(decoded)) == [[read, "y"]]
+
+
+def test_reading_a_json_list_reads_its_objects_and_skips_the_rest() -> None:
+    fields = RecordFields([("a", TEXT), ("b", INT)])
+    records = [{"a": "x", "b": "2"}, 3, None, ["x"], {"b": 4}]
+    assert list(fields.read_all(records)) == [["x", 2], [None, 4]]
+
+
 def test_json_objects_skips_what_is_not_an_object() -> None:
     only_objects = [{"a": 1}, {"b": 2}]
     assert json_objects(only_objects) is only_objects  # nothing to skip: no copy
@@ -120,12 +253,15 @@ def test_reading_the_values_in_order_gives_what_reading_the_record_gives(
         assert warned_in_order == warned
 
 
-PAGE = RecordFields(FIELDS).page_decoder("items", ("total", "code"))
+def decode_page(body: bytes) -> dict[str, Any] | None:
+    # Made in the test, not at import: a mutant (bench.mutation) is active only in what
+    # runs during a test.
+    return RecordFields(FIELDS).page_decoder("items", ("total", "code"))(body)
 
 
 def test_a_plain_page_is_decoded_straight_into_values() -> None:
     body = b'{"code": "0", "total": 2, "items": [{"a": "x", "c": 1679558854000}, {}]}'
-    decoded = PAGE(body)
+    decoded = decode_page(body)
     assert decoded == {
         "code": "0",
         "total": 2,
@@ -133,11 +269,11 @@ def test_a_plain_page_is_decoded_straight_into_values() -> None:
     }
     assert decoded is not None and type(decoded["items"]) is RecordValues
     assert decoded["items"].typed  # its text field held text or null: read without a test
-    assert PAGE(b'{"items": []}') == {"items": []}  # a key that is missing stays missing
+    assert decode_page(b'{"items": []}') == {"items": []}  # a key that is missing stays missing
 
 
 def test_a_page_with_a_number_in_a_text_field_is_decoded_the_loose_way() -> None:
-    decoded = PAGE(b'{"items": [{"a": 5, "b": "7"}, {"a": "x"}]}')
+    decoded = decode_page(b'{"items": [{"a": 5, "b": "7"}, {"a": "x"}]}')
     assert decoded is not None and not decoded["items"].typed
     fields = RecordFields(FIELDS)
     assert [typed(values) for values in fields.read_all(decoded["items"])] == [
@@ -166,7 +302,7 @@ def test_a_page_with_a_number_in_a_text_field_is_decoded_the_loose_way() -> None
     ],
 )
 def test_anything_but_a_plain_page_is_left_to_the_general_decoding(body: bytes) -> None:
-    assert PAGE(body) is None
+    assert decode_page(body) is None
 
 
 # Records declared once: each attribute's annotation names its upstream field and kind.
@@ -219,7 +355,13 @@ class OneFieldForTwo(NamedTuple):
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        (WithoutUpstream, "WithoutUpstream.amount declares 0 upstream fields, not one"),
+        (
+            WithoutUpstream,
+            re.escape(
+                "WithoutUpstream.amount declares 0 upstream fields, not one: annotate it "
+                "Annotated[its type, Upstream(upstream field name, kind)]"
+            ),
+        ),
         (WithAnotherAnnotation, "WithAnotherAnnotation.amount declares 0 upstream fields"),
         (ReadTwice, "ReadTwice.amount declares 2 upstream fields, not one"),
         (OneFieldForTwo, "OneFieldForTwo.quantity reads 'amount', as amount does"),
