@@ -12,7 +12,7 @@ from gateway.cache.pages import PageCache
 from gateway.config import Settings
 from gateway.credentials import CredentialKey
 from gateway.upstreams.clients import Upstreams, build_upstreams
-from gateway.upstreams.resilience import RateLimiter
+from gateway.upstreams.rate_limit import RateLimiter
 from gateway.upstreams.shared_rate_limit import RedisRateLimiter
 from schema.build import GatewaySchema, build_schema
 

@@ -13,7 +13,8 @@ from gateway.config import Settings, UpstreamSettings
 from gateway.upstreams.cbc import RESOURCES_QUERY, CbcClient, ResourcePage, ResourceQuery
 from gateway.upstreams.endpoint import UpstreamClient
 from gateway.upstreams.oma import QUERY_RESOURCE, OmaClient, SubscriptionPage, SubscriptionQuery
-from gateway.upstreams.resilience import RateLimiter, UpstreamGuard
+from gateway.upstreams.rate_limit import RateLimiter
+from gateway.upstreams.resilience import UpstreamGuard
 from gateway.upstreams.transport import UpstreamHttp
 from gateway.upstreams.verification import CredentialBook
 

@@ -23,7 +23,7 @@ import redis.asyncio as redis
 from redis.exceptions import RedisError
 
 from gateway.errors import ErrorKind, UpstreamError
-from gateway.upstreams.resilience import RateLimiter, TokenBucket
+from gateway.upstreams.rate_limit import RateLimiter, TokenBucket
 
 logger = logging.getLogger("gateway.ratelimit")
 

@@ -11,7 +11,7 @@ import pytest
 from gateway.errors import ErrorKind, UpstreamError
 from gateway.metrics import REGISTRY
 from gateway.upstreams.fair_queue import FairQueue
-from gateway.upstreams.resilience import TokenBucket
+from gateway.upstreams.rate_limit import TokenBucket
 
 START = 1000.0
 
