@@ -25,7 +25,7 @@ from gateway.caller import Caller
 from gateway.config import UpstreamSettings
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.metrics import UPSTREAM_CALLS, UPSTREAM_LATENCY, LabelledChildren
-from gateway.upstreams.resilience import Requester, UpstreamGuard
+from gateway.upstreams.resilience import CALL_PRIORITY, Requester, UpstreamGuard
 from gateway.upstreams.transport import HttpAnswer, UpstreamHttp
 from gateway.upstreams.verification import REFUSALS, CredentialBook
 
@@ -176,7 +176,7 @@ class UpstreamClient(Generic[Qx, P]):
                 verified, refusal = await book.look_up(fingerprint)
         if refusal is not None:
             raise refusal.error(self.endpoint.upstream)
-        requester = Requester(fingerprint, caller.origin, verified)
+        requester = Requester(fingerprint, caller.origin, verified, CALL_PRIORITY.get())
         try:
             return await self.guard.run(partial(self._attempt, caller, query), requester)
         finally:

@@ -14,6 +14,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
@@ -153,6 +154,17 @@ class CircuitBreaker:
         return self.cooldown - (self._clock() - self._opened_at)
 
 
+Priority = Literal["interactive", "deferred", "background"]
+"""What a call is for: an answer a caller waits for (the initial payload), the deferred or
+streamed parts of one, a refresh of a cached page nobody waits for. The quota's slots go
+in that order (``FairQueue``'s lanes), in turns between callers within each."""
+PRIORITIES: tuple[Priority, ...] = ("interactive", "deferred", "background")
+
+CALL_PRIORITY: ContextVar[Priority] = ContextVar("call_priority", default="interactive")
+"""The priority of the calls made from here on in this context: the executor sets it for
+deferred work, the cache for background refreshes; a call reads it when it is made."""
+
+
 @dataclass(frozen=True, slots=True)
 class Requester:
     """Who a call is made for, as the quota and the breaker see it."""
@@ -165,17 +177,17 @@ class Requester:
     """The upstream has answered this credential before: its failures are evidence about
     the upstream, and its calls take turns as a tenant, not by address in the slice of
     the quota left to the unverified."""
+    priority: Priority = "interactive"
 
     @property
     def lane(self) -> str:
-        return VERIFIED if self.verified else UNVERIFIED
+        return self.priority if self.verified else UNVERIFIED
 
     @property
     def turn_key(self) -> str:
         return self.tenant if self.verified else f"address {self.origin}"
 
 
-VERIFIED = "verified"
 UNVERIFIED = "unverified"
 ANYONE = Requester("")
 """The requester of calls made for no caller in particular (tools, tests)."""
@@ -211,9 +223,13 @@ class UpstreamGuard:
             )
         self.rate_limiter: RateLimiter = rate_limiter
         # The limit's slots go to the callers waiting in turn: first to the unverified,
-        # within their slice of it, then to the tenants the upstream has answered, and
-        # what no tenant wants to the unverified again.
-        lanes: tuple[tuple[str, RateLimiter | None], ...] = ((VERIFIED, None), (UNVERIFIED, None))
+        # within their slice of it, then to the tenants the upstream has answered (their
+        # waiting answers, then their deferred parts, then refreshes), and what no tenant
+        # wants to the unverified again.
+        tenants: tuple[tuple[str, RateLimiter | None], ...] = tuple(
+            (priority, None) for priority in PRIORITIES
+        )
+        lanes = (*tenants, (UNVERIFIED, None))
         if settings.unverified_share > 0 and rate_limiter.rate > 0:
             unverified = SliceOf(
                 rate_limiter,
@@ -222,7 +238,7 @@ class UpstreamGuard:
                 clock=clock,
                 sleep=sleep,
             )
-            lanes = ((UNVERIFIED, unverified), (VERIFIED, None))
+            lanes = ((UNVERIFIED, unverified), *tenants)
         self.turns = FairQueue(
             settings.name,
             rate_limiter,

@@ -703,3 +703,62 @@ async def test_invented_credentials_share_a_slice_of_the_quota_and_tenants_the_r
     assert len([at for at in served_at["flood"] if at < 1.0]) == 2
     assert len([at for at in served_at["alice"] if at < 1.0]) >= 8 + 8
     assert max(served_at["alice"]) < 4.0  # 40 calls at 8 a second after the burst, not 5
+
+
+async def test_the_quota_serves_waiting_answers_then_deferred_parts_then_refreshes() -> None:
+    fake = FakeTime()
+
+    async def sleep(seconds: float) -> None:
+        await asyncio.sleep(0)
+        fake.now += seconds
+
+    upstream_guard = UpstreamGuard(
+        settings(rate_limit=10, rate_limit_max_wait=60, deadline=120),
+        # One slot at a time: the order in which the queue hands them out is the order served.
+        rate_limiter=TokenBucket("oma", 10, burst=1, max_wait=60, clock=fake.clock, sleep=sleep),
+        clock=fake.clock,
+        sleep=sleep,
+    )
+    served: list[str] = []
+
+    async def answer(remaining: float) -> str:
+        return "ok"
+
+    async def call(label: str, requester: Requester) -> None:
+        await upstream_guard.run(answer, requester)
+        served.append(label)
+
+    # Refreshes and deferred parts are queued first; tenants' answers come after them.
+    calls = [call("refresh", Requester("bob", priority="background")) for _ in range(5)]
+    calls += [call("bob deferred", Requester("bob", priority="deferred")) for _ in range(5)]
+    calls += [call("carol deferred", Requester("carol", priority="deferred")) for _ in range(2)]
+    calls += [call("alice", Requester("alice")) for _ in range(2)]
+    calls += [call("dave", Requester("dave"))]
+    await asyncio.gather(*calls)
+    # Every waiting answer first (in turns), then the deferred parts (in turns between bob
+    # and carol), then the refreshes, whatever the order they came in.
+    assert served == [
+        "alice",
+        "dave",
+        "alice",
+        "bob deferred",
+        "carol deferred",
+        "bob deferred",
+        "carol deferred",
+        *["bob deferred"] * 3,
+        *["refresh"] * 5,
+    ]
+
+
+async def test_a_calls_priority_comes_from_its_context() -> None:
+    from gateway.upstreams.resilience import CALL_PRIORITY
+
+    assert CALL_PRIORITY.get() == "interactive"
+    seen: list[str] = []
+
+    async def deferred_work() -> None:
+        CALL_PRIORITY.set("deferred")
+        seen.append(CALL_PRIORITY.get())
+
+    await asyncio.create_task(deferred_work())
+    assert seen == ["deferred"] and CALL_PRIORITY.get() == "interactive"  # its own context
