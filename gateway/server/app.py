@@ -244,6 +244,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             if result.data is None and result.errors:
                 sub_response.status_code = 400
                 response.pop("data", None)
+                request.state.reason = result.errors[0].message  # for the request's log line
         context: GatewayContext | None = getattr(request.state, "graphql_context", None)
         if context is not None and context.stats.stale_served:
             extensions: dict[str, Any] = dict(response.get("extensions") or {})

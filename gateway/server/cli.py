@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import datetime
+import errno
 import gc
+import json
 import logging
 import math
 import signal
+import socket
 import sys
 import threading
 import time
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from gateway.config import ConfigError, ServerSettings, Settings
+from gateway.config import ConfigError, ServerSettings, Settings, unknown_variables
 from gateway.server.connections import LimitedConfig
 
 if TYPE_CHECKING:
@@ -42,6 +46,19 @@ query Demo {
 
 
 CURL_BODY = '{"query": "{ subscriptions(first: 2) { totalCount nodes { id skuName } } }"}'
+DASHBOARD_QUERY = """\
+query Dashboard($since: DateTime) {
+  subscriptions(first: 50, window: { from: $since }) {
+    totalCount
+    nodes { id orderId status skuName createdAt expiresAt }
+  }
+}"""
+DEMO_EPILOG = """\
+Ports: --port (or GATEWAY_PORT) for the gateway, --simulator-port for the simulator;
+each is checked before anything starts, and a port in use is said by name (exit 2).
+Other GATEWAY_* settings apply as in `gateway serve`, except the upstream URLs (the
+simulator's) and the profile (development: GraphiQL on). The simulator's data ends
+today: every tenant's is the same for a given day and --seed."""
 
 
 class DrainingServer(uvicorn.Server):
@@ -126,6 +143,11 @@ def _uvicorn_config(app: object, server: ServerSettings, **options: Any) -> Limi
     )
 
 
+def _warn_of_unknown_variables() -> None:
+    for warning in unknown_variables():
+        logger.warning(warning)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.logs import configure_logging
     from gateway.server.app import create_app
@@ -133,6 +155,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_logging(settings.server.log_level)
+    _warn_of_unknown_variables()
     if settings.server.workers > 1:
         # Several workers need an import string; each builds its own gateway. What
         # uvicorn.run does for workers, with the configuration (and its limits) made here.
@@ -193,21 +216,67 @@ def tune_garbage_collector(server: ServerSettings) -> None:
         gc.set_threshold(server.gc_threshold, 50, 100)
 
 
+class PortTaken(Exception):
+    """A port the demo cannot listen on, said for a person to act on."""
+
+
+def _listen(host: str, port: int, what: str, option: str) -> socket.socket:
+    """A socket bound to ``host:port`` (uvicorn listens on it), or ``PortTaken``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortTaken(
+                f"port {port} on {host} is taken: the {what} cannot listen there. "
+                f"Stop what uses it, or choose another port with {option}."
+            ) from None
+        raise PortTaken(
+            f"the {what} cannot listen on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    return sock
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from gateway.logs import configure_logging
+    from gateway.logs import configure_logging, quiet_server
     from gateway.server.app import create_app
     from gateway.server.runtime import Gateway
     from gateway.simulator import Simulator, SimulatorConfig
 
     base = Settings.from_env()
-    simulator_url = f"http://127.0.0.1:{args.simulator_port}"
+    host = args.host if args.host is not None else base.server.host
+    port = args.port if args.port is not None else base.server.port
+    # Both ports before anything is printed or started: a port in use is one clear line.
+    try:
+        if port != 0 and port == args.simulator_port:
+            raise PortTaken(
+                f"the gateway and the simulator cannot share port {port}: "
+                "choose another with --port (or GATEWAY_PORT) or --simulator-port"
+            )
+        simulator_socket = _listen(
+            "127.0.0.1", args.simulator_port, "simulator", "--simulator-port"
+        )
+        try:
+            gateway_socket = _listen(host, port, "gateway", "--port (or GATEWAY_PORT)")
+        except PortTaken:
+            simulator_socket.close()
+            raise
+    except PortTaken as exc:
+        print(f"gateway demo: {exc}", file=sys.stderr)
+        return 2
+    port = gateway_socket.getsockname()[1]
+    simulator_url = f"http://127.0.0.1:{simulator_socket.getsockname()[1]}"
     settings = base.replace(
         profile="development",
         oma=dataclasses.replace(base.oma, base_url=simulator_url),
         cbc=dataclasses.replace(base.cbc, base_url=simulator_url),
-        server=dataclasses.replace(base.server, host=args.host, port=args.port),
+        server=dataclasses.replace(base.server, host=host, port=port),
     )
     configure_logging(settings.server.log_level)
+    _warn_of_unknown_variables()
     simulator = Simulator(SimulatorConfig(seed=args.seed, subscriptions=args.subscriptions))
     gateway = Gateway.build(settings)
     gateway_server = DrainingServer(
@@ -223,21 +292,35 @@ def cmd_demo(args: argparse.Namespace) -> int:
             lifespan="off",
         )
     )
-    url = f"http://{args.host}:{args.port}/graphql"
+    shown_host = f"[{host}]" if ":" in host else host
+    url = f"http://{shown_host}:{port}/graphql"
+    since = (simulator.config.today - datetime.timedelta(days=30)).isoformat()
+    variables = json.dumps({"since": f"{since}T00:00:00Z"})
     print(
         f"\nGateway demo: GraphiQL at {url}\n"
         f"Simulator of OMA and CBC at {simulator_url}\n"
         f"Any token works as a tenant of its own; in GraphiQL's Headers tab put\n"
         f'  {{"X-Auth-Token": "demo-token"}}\nand try:\n\n{SAMPLE_QUERY}\n\n'
+        f"or, with the Variables {variables} (the simulator's data ends today):\n\n"
+        f"{DASHBOARD_QUERY}\n\n"
         f"or from a shell:\n  curl -s {url} -H 'Content-Type: application/json' "
         f"-H 'X-Auth-Token: demo-token' -d '{CURL_BODY}'\n",
         flush=True,
     )
 
+    logger.info(
+        "serving the demo",
+        extra={"host": host, "port": port, "simulator": simulator_url, "profile": settings.profile},
+    )
+
+    async def serve_simulator() -> None:
+        with quiet_server():  # its start-up lines would repeat the gateway's
+            await simulator_server.serve(sockets=[simulator_socket])
+
     async def run_both() -> None:
-        simulator_task = asyncio.create_task(simulator_server.serve())
+        simulator_task = asyncio.create_task(serve_simulator())
         try:
-            await gateway_server.serve()
+            await gateway_server.serve(sockets=[gateway_socket])
         finally:
             simulator_server.should_exit = True
             await simulator_task
@@ -255,8 +338,13 @@ def cmd_export_schema(_: argparse.Namespace) -> int:
 
 
 def cmd_check_config(_: argparse.Namespace) -> int:
+    from gateway.server.persisted import Manifest
     from schema.build import build_schema
 
+    # A name the gateway does not read is no error (the setting keeps its default), but
+    # it is most likely a misspelt one.
+    for warning in unknown_variables():
+        print(f"warning: {warning}", file=sys.stderr)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -264,7 +352,7 @@ def cmd_check_config(_: argparse.Namespace) -> int:
         return 2
     try:
         # What start-up builds from the settings: an extension they turn on must be installed.
-        build_schema(
+        schema = build_schema(
             settings.limits,
             production=settings.is_production,
             tracing=settings.server.otel_enabled,
@@ -272,11 +360,25 @@ def cmd_check_config(_: argparse.Namespace) -> int:
     except RuntimeError as exc:
         print(f"configuration cannot start the gateway: {exc}", file=sys.stderr)
         return 2
+    persisted = settings.persisted
+    manifest = None
+    if persisted.documents_path is not None:
+        try:
+            # As start-up loads it: every document must parse and validate.
+            manifest = Manifest.load(persisted.documents_path, schema, settings.limits)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
     print(f"configuration is valid (profile {settings.profile})")
     print(f"  OMA upstream: {settings.oma.base_url}")
     print(f"  CBC upstream: {settings.cbc.base_url}")
     print(f"  cache: {settings.cache.url.split('@')[-1]}")
     print(f"  listening on {settings.server.host}:{settings.server.port}")
+    if manifest is not None:
+        runs = "only these run" if persisted.documents_only else "other documents run too"
+        print(f"  persisted documents: {len(manifest)} from {persisted.documents_path} ({runs})")
+    apq = "on" if persisted.apq_enabled and not persisted.documents_only else "off"
+    print(f"  automatic persisted queries: {apq}")
     return 0
 
 
@@ -295,12 +397,35 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=cmd_serve)
 
-    demo = commands.add_parser("demo", help="run the simulator and the gateway wired together")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=PORT, default=8000)
-    demo.add_argument("--simulator-port", type=PORT, default=8081)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--subscriptions", type=int, default=300)
+    demo = commands.add_parser(
+        "demo",
+        help="run the simulator and the gateway wired together",
+        description="Run the simulator of both upstreams and the gateway wired to it,\n"
+        "with GraphiQL at http://HOST:PORT/graphql.",
+        epilog=DEMO_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--host", help="the gateway's listen address (default: GATEWAY_HOST, else 127.0.0.1)"
+    )
+    demo.add_argument(
+        "--port", type=PORT, help="the gateway's port (default: GATEWAY_PORT, else 8000)"
+    )
+    demo.add_argument(
+        "--simulator-port",
+        type=PORT,
+        default=8081,
+        help="the simulator's port, on 127.0.0.1 (default: 8081)",
+    )
+    demo.add_argument(
+        "--seed", type=int, default=7, help="seed of every tenant's data (default: 7)"
+    )
+    demo.add_argument(
+        "--subscriptions",
+        type=_whole_number(0),
+        default=300,
+        help="subscriptions per tenant (default: 300)",
+    )
     demo.set_defaults(handler=cmd_demo)
 
     export = commands.add_parser("export-schema", help="print the GraphQL SDL")

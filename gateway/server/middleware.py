@@ -113,8 +113,10 @@ class RequestObserver:
             GRAPHQL_LATENCY.labels(INVALID_OPERATION).observe(elapsed)
             GRAPHQL_ERRORS.labels(refusal.code).inc()
             entry["error_codes"] = [refusal.code]
-        if refusal is not None:
-            entry["reason"] = refusal.message[:_REASON_CHARACTERS]
+        reason = refusal.message if refusal is not None else state.get("reason")
+        if reason is not None and status >= 400:
+            # Why the client was refused, in the words it was told.
+            entry["reason"] = reason[:_REASON_CHARACTERS]
         if path in ("/healthz", "/readyz", "/metrics"):
             logger.debug("request", extra=entry)
         else:

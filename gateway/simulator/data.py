@@ -4,12 +4,16 @@ A tenant's records are generated from ``(seed, token)``, so the same token sees
 the same data in every run and every replica. Every id carries the tenant's
 ``tag`` (eight digits of a hash of seed and token), so a test can tell whose
 data a record is. The seed pages' own example records are part of every tenant,
-quirks included. Times are coherent with a fixed "today" (``REFERENCE_NOW_MS``):
-what expired before it is expired, what was renewed is historical.
+quirks included. Times are coherent with the config's ``today`` (the day the
+simulator starts, by default): the data ends then, what expired before it is expired,
+what was renewed is historical. The same seed, token and day give the same data; on
+another day it is the same data moved by the days between (the seed examples, dated
+as their pages date them, stay where they are).
 """
 
 from __future__ import annotations
 
+import datetime
 import functools
 import hashlib
 import random
@@ -76,9 +80,9 @@ SEED_RESOURCE: Final[Record] = {
 VISIBLE_STATUSES: Final = frozenset((2, 4, 5))
 """CBC resource statuses a customer sees; 3 (closed) is "not visible to customers"."""
 
-REFERENCE_NOW_MS: Final = 1_748_736_000_000  # 2025-06-01T00:00:00Z
-_FIRST_CREATE_MS: Final = 1_672_531_200_000  # 2023-01-01T00:00:00Z
 _DAY_MS: Final = 86_400_000
+_HISTORY_MS: Final = 882 * _DAY_MS
+"""How far back the first subscriptions were created: about two years and five months."""
 _CBC_TIME_FORMAT: Final = "%Y-%m-%dT%H:%M:%SZ"
 _OPTIONAL_FIELDS: Final = ("cecFeatureType", "trialFlag", "retryTimes", "status", "manualStatus")
 _TIME_FIELDS: Final = ("modifyTime", "createTime", "expireTime", "cecExpireTime")
@@ -170,6 +174,10 @@ _LIVE_STATUSES: Final = (2, 2, 2, 2, 2, 2, 2, 2, 2, 2, 4, 3)
 _ENDED_STATUSES: Final = (5, 5, 5, 5, 5, 5, 4, 3)
 
 
+def utc_today() -> datetime.date:
+    return datetime.datetime.now(datetime.UTC).date()
+
+
 @dataclass(frozen=True, slots=True)
 class SimulatorConfig:
     seed: int = 7
@@ -179,10 +187,18 @@ class SimulatorConfig:
     """Tenants kept generated (least recently used dropped, regenerated when asked again)."""
     max_calls: int = 10_000
     """Calls kept in the call log."""
+    today: datetime.date = field(default_factory=utc_today)
+    """The day the data ends (UTC; the data is generated up to its start): by default the
+    day the config is made, so that queries about the last month find data."""
 
     def __post_init__(self) -> None:
         if self.subscriptions < 0 or self.max_tenants < 1 or self.max_calls < 1:
             raise ValueError("subscriptions must be >= 0, max_tenants and max_calls >= 1")
+
+    @property
+    def now_ms(self) -> int:
+        """The start of ``today``, in epoch milliseconds: what is "now" in the data."""
+        return (self.today - datetime.date(1970, 1, 1)).days * _DAY_MS
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,13 +359,14 @@ def build_tenant(config: SimulatorConfig, token: str) -> Tenant:
     digest = tenant_digest(config.seed, token)
     tag = tenant_tag(config.seed, token)
     rng = _Draw(digest)
-    subscriptions, order_spans = _subscriptions(rng, tag, config.subscriptions)
+    now_ms = config.now_ms
+    subscriptions, order_spans = _subscriptions(rng, tag, config.subscriptions, now_ms)
     subscriptions.append(dict(SEED_SUBSCRIPTION))
     subscriptions.sort(key=lambda s: (-int(s["createTime"]), s["id"]))
     resources: list[Record] = []
     order_of: dict[str, str] = {}
     listed: set[str] = set()
-    factory = _ResourceFactory(rng, tag)
+    factory = _ResourceFactory(rng, tag, now_ms)
     for subscription in subscriptions:
         order_id = subscription["orderId"]
         if order_id in listed:
@@ -376,7 +393,7 @@ class _Plan(NamedTuple):
 
 
 def _subscriptions(
-    rng: _Draw, tag: str, count: int
+    rng: _Draw, tag: str, count: int, now_ms: int
 ) -> tuple[list[Record], dict[str, tuple[int, int]]]:
     """The generated subscriptions, and each order's span: first creation, last expiry."""
     customer = {
@@ -391,16 +408,16 @@ def _subscriptions(
     spans: dict[str, tuple[int, int]] = {}
     renewable: list[Record] = []  # subscriptions whose order has one subscription so far
     for n in range(count):
-        plan = _new_order(rng, tag, n)
+        plan = _new_order(rng, tag, n, now_ms)
         if renewable and rng.chance(0.05):
             index = rng.below(len(renewable))
-            renewal = _renewal(rng, renewable[index])
+            renewal = _renewal(rng, renewable[index], now_ms)
             if renewal is not None:
                 plan = renewal
                 previous = renewable.pop(index)
                 if "status" in previous:
                     previous["status"] = "9"  # the renewed period is history
-        record = _subscription(rng, tag, n, customer, plan)
+        record = _subscription(rng, tag, n, customer, plan, now_ms)
         first, _ = spans.get(plan.order_id, (plan.created_ms, 0))
         spans[plan.order_id] = (first, int(record["expireTime"]))
         if not plan.renews:
@@ -409,23 +426,25 @@ def _subscriptions(
     return records, spans
 
 
-def _new_order(rng: _Draw, tag: str, n: int) -> _Plan:
-    created = rng.seconds(_FIRST_CREATE_MS, REFERENCE_NOW_MS)
+def _new_order(rng: _Draw, tag: str, n: int, now_ms: int) -> _Plan:
+    created = rng.seconds(now_ms - _HISTORY_MS, now_ms)
     return _Plan(f"25{tag}{n:08d}", created, rng.pick(_SKUS), rng.chance(0.7), False)
 
 
-def _renewal(rng: _Draw, previous: Record) -> _Plan | None:
+def _renewal(rng: _Draw, previous: Record, now_ms: int) -> _Plan | None:
     """A second subscription of the same order, shortly before the first one ends."""
     created = int(previous["expireTime"]) - rng.seconds(0, 7 * _DAY_MS)
-    if created >= REFERENCE_NOW_MS:
+    if created >= now_ms:
         return None  # not yet due
     sku = next(s for s in _SKUS if s.name == previous["skuName"])
     return _Plan(previous["orderId"], created, sku, previous["periodType"] == "month", True)
 
 
-def _subscription(rng: _Draw, tag: str, n: int, customer: Record, plan: _Plan) -> Record:
+def _subscription(
+    rng: _Draw, tag: str, n: int, customer: Record, plan: _Plan, now_ms: int
+) -> Record:
     created, sku, monthly = plan.created_ms, plan.sku, plan.monthly
-    modified = min(created + rng.seconds(0, 30 * _DAY_MS), REFERENCE_NOW_MS - 1000)
+    modified = min(created + rng.seconds(0, 30 * _DAY_MS), now_ms - 1000)
     if modified == SEED_SUBSCRIPTION["modifyTime"]:
         modified += 1000  # the seed example stays alone in its documented window
     periods = rng.between(1, 12) if monthly else rng.between(1, 3)
@@ -454,7 +473,7 @@ def _subscription(rng: _Draw, tag: str, n: int, customer: Record, plan: _Plan) -
         "cecFeatureType": rng.pick(("1", "2", "3")),
         "trialFlag": rng.pick((0, 0, 0, 1)),
         "retryTimes": str(rng.between(0, 3)),
-        "status": "2" if expires > REFERENCE_NOW_MS else "8",
+        "status": "2" if expires > now_ms else "8",
         **customer,
     }
     # Fields the page documents and its own example leaves out.
@@ -471,9 +490,10 @@ def _subscription(rng: _Draw, tag: str, n: int, customer: Record, plan: _Plan) -
 class _ResourceFactory:
     """The CBC resources of one tenant's orders, numbered in the tenant's own id space."""
 
-    def __init__(self, rng: _Draw, tag: str) -> None:
+    def __init__(self, rng: _Draw, tag: str, now_ms: int) -> None:
         self._rng = rng
         self._tag = tag
+        self._now_ms = now_ms
         self._count = 0
         # A project id is per region; product ids are per offering, not per resource.
         self._projects = {
@@ -483,7 +503,7 @@ class _ResourceFactory:
 
     def order(self, created_ms: int, expires_ms: int) -> list[Record]:
         rng = self._rng
-        live = expires_ms > REFERENCE_NOW_MS
+        live = expires_ms > self._now_ms
         times = (_cbc_time(created_ms), _cbc_time(expires_ms))
         region = rng.pick(_REGIONS)
         resources: list[Record] = []

@@ -210,11 +210,22 @@ async def test_a_refusal_is_logged_with_its_code_and_reason(
     with caplog.at_level(logging.INFO, logger="gateway.request"):
         await client.post("/graphql", json=[{"query": QUERY}], headers={"X-Auth-Token": TOKEN})
         await client.post("/graphql", json={"query": BIG})
-    batch, too_large = [r.__dict__ for r in caplog.records if r.name == "gateway.request"]
+        await client.post(
+            "/graphql",
+            json={"query": "{ nope }"},
+            headers={"Accept": "application/graphql-response+json"},
+        )
+        await client.post("/graphql", json={"query": "{ nope }"})  # 200: no reason to log
+    batch, too_large, invalid, answered = [
+        r.__dict__ for r in caplog.records if r.name == "gateway.request"
+    ]
     assert batch["status"] == 400 and batch["error_codes"] == ["BATCHING_NOT_ENABLED"]
     assert batch["reason"] == "Batching is not enabled: send one operation"
     assert too_large["status"] == 413 and too_large["error_codes"] == ["REQUEST_BODY_TOO_LARGE"]
     assert too_large["reason"] == "The request body is over 65536 bytes"
+    assert invalid["status"] == 400 and invalid["error_codes"] == ["GRAPHQL_VALIDATION_FAILED"]
+    assert invalid["reason"] == "Cannot query field 'nope' on type 'Query'."
+    assert answered["status"] == 200 and "reason" not in answered
 
 
 async def test_refusals_count_as_errors_of_no_operation(

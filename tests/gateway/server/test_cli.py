@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import builtins
+import datetime
 import gc
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -68,6 +70,69 @@ def test_check_config_lists_every_connection_limit_that_could_not_work(
         assert name in err
 
 
+def test_check_config_names_a_variable_nobody_reads_and_the_nearest_that_is(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_MAX_DEPHT", "3")
+    monkeypatch.setenv("GATEWAY_OMA_RATELIMIT", "5")
+    monkeypatch.setenv("GATEWAY_NONSENSE", "1")
+    assert main(["check-config"]) == 0  # a warning: the settings themselves are valid
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "warning: GATEWAY_MAX_DEPHT is not a setting the gateway reads "
+        "(did you mean GATEWAY_MAX_DEPTH?)",
+        "warning: GATEWAY_NONSENSE is not a setting the gateway reads",
+        "warning: GATEWAY_OMA_RATELIMIT is not a setting the gateway reads "
+        "(did you mean GATEWAY_OMA_RATE_LIMIT?)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("GATEWAY_CACHE_URL", "redis://"),
+        ("GATEWAY_CACHE_URL", "rediss://:secret@/0"),
+        ("GATEWAY_OMA_BASE_URL", "https://"),
+    ],
+)
+def test_check_config_says_a_url_has_no_host(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], name: str, value: str
+) -> None:
+    monkeypatch.setenv(name, value)
+    assert main(["check-config"]) == 2
+    assert capsys.readouterr().err.splitlines()[1:] == [f"  - {name}={value!r} has no host"]
+
+
+def test_check_config_validates_the_persisted_documents(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    manifest = tmp_path / "persisted-documents.json"
+    good = "query Total { subscriptions { totalCount } }"
+    manifest.write_text(json.dumps({"a": good, "b": "{ subscriptions { nope } }", "c": "{"}))
+    monkeypatch.setenv("GATEWAY_PERSISTED_DOCUMENTS", str(manifest))
+    monkeypatch.setenv("GATEWAY_PERSISTED_DOCUMENTS_ONLY", "true")
+    assert main(["check-config"]) == 2
+    err = capsys.readouterr().err
+    assert f"GATEWAY_PERSISTED_DOCUMENTS={str(manifest)!r}: document 'b' does not validate" in err
+    assert f"GATEWAY_PERSISTED_DOCUMENTS={str(manifest)!r}: document 'c' does not parse" in err
+    assert "document 'a'" not in err
+    manifest.write_text(json.dumps({"a": good}))
+    assert main(["check-config"]) == 0
+    out = capsys.readouterr().out
+    assert f"  persisted documents: 1 from {manifest} (only these run)" in out
+    assert "  automatic persisted queries: off" in out
+
+
+def test_check_config_refuses_only_persisted_documents_without_a_list(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GATEWAY_PERSISTED_DOCUMENTS_ONLY", "true")
+    assert main(["check-config"]) == 2
+    assert "GATEWAY_PERSISTED_DOCUMENTS_ONLY=true needs GATEWAY_PERSISTED_DOCUMENTS" in (
+        capsys.readouterr().err
+    )
+
+
 def test_check_config_refuses_tracing_without_opentelemetry(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -103,6 +168,124 @@ def test_out_of_range_flags_are_refused_before_anything_starts(
         main(arguments)
     assert exited.value.code == 2  # argparse's usage error, with the reason
     assert "argument --" in capsys.readouterr().err
+
+
+def test_the_demos_options_are_documented(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["demo", "--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert "--port PORT           the gateway's port (default: GATEWAY_PORT, else 8000)" in out
+    assert "--simulator-port SIMULATOR_PORT" in out and "(default: 8081)" in out
+    assert "a port in use is said by name (exit 2)" in out
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        yield held.getsockname()[1]
+
+
+def test_a_taken_port_is_said_plainly_before_anything_starts(taken_port: int) -> None:
+    free = free_port()
+    for arguments, message in (
+        (
+            ["--port", str(taken_port), "--simulator-port", str(free)],
+            f"gateway demo: port {taken_port} on 127.0.0.1 is taken: the gateway cannot listen "
+            "there. Stop what uses it, or choose another port with --port (or GATEWAY_PORT).",
+        ),
+        (
+            ["--port", str(free), "--simulator-port", str(taken_port)],
+            f"gateway demo: port {taken_port} on 127.0.0.1 is taken: the simulator cannot listen "
+            "there. Stop what uses it, or choose another port with --simulator-port.",
+        ),
+        (
+            ["--port", str(free), "--simulator-port", str(free)],
+            f"gateway demo: the gateway and the simulator cannot share port {free}: choose "
+            "another with --port (or GATEWAY_PORT) or --simulator-port",
+        ),
+    ):
+        done = subprocess.run(
+            [sys.executable, "-m", "gateway.server.cli", "demo", *arguments],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert done.stdout == ""  # no banner for a demo that cannot run
+        assert done.stderr.splitlines() == [message]  # and no traceback
+
+
+def test_the_demo_takes_its_port_from_gateway_port(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], taken_port: int
+) -> None:
+    monkeypatch.setenv("GATEWAY_PORT", str(taken_port))
+    assert main(["demo", "--simulator-port", str(free_port())]) == 2
+    assert f"port {taken_port} on 127.0.0.1 is taken: the gateway" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_demo_serves_on_gateway_port_with_one_clean_json_line_per_event(
+    tmp_path: Path,
+) -> None:
+    port, simulator_port = free_port(), free_port()
+    env = {**os.environ, "GATEWAY_PORT": str(port), "GATEWAY_MAX_DEPHT": "3"}
+    base = f"http://127.0.0.1:{port}"
+    since = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(days=30)).date()
+    with (tmp_path / "out").open("w+b") as out, (tmp_path / "err").open("w+b") as err:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "gateway.server.cli", "demo"),
+                *("--simulator-port", str(simulator_port)),
+            ],
+            env=env,
+            stdout=out,
+            stderr=err,
+        )
+        try:
+            wait_until_up(f"{base}/healthz", process)
+            answer = httpx.post(
+                f"{base}/graphql",
+                json={
+                    "query": "query($since: DateTime) { subscriptions(window: {from: $since}) "
+                    "{ totalCount } }",
+                    "variables": {"since": f"{since}T00:00:00Z"},
+                },
+                headers={"X-Auth-Token": "demo-token"},
+                timeout=10,
+            )
+            # The simulator's data ends today: the last month has subscriptions.
+            assert answer.json()["data"]["subscriptions"]["totalCount"] > 0
+            refused = httpx.post(
+                f"{base}/graphql", content=b"{", headers={"Content-Type": "application/json"}
+            )
+            assert refused.json()["errors"][0]["extensions"]["code"] == "INVALID_GRAPHQL_REQUEST"
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=15) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        out.seek(0)
+        err.seek(0)
+        banner, text = out.read().decode(), err.read().decode()
+    assert f"GraphiQL at {base}/graphql" in banner
+    assert f"Simulator of OMA and CBC at http://127.0.0.1:{simulator_port}" in banner
+    assert f'{{"since": "{since}T00:00:00Z"}}' in banner
+    lines = [json.loads(line) for line in text.splitlines()]  # every line is JSON
+    assert "\x1b" not in text and "color_message" not in text
+    messages = [line["message"] for line in lines]
+    assert sum(m.startswith("Started server process") for m in messages) == 1
+    assert (
+        "GATEWAY_MAX_DEPHT is not a setting the gateway reads (did you mean GATEWAY_MAX_DEPTH?)"
+        in messages
+    )
+    (request,) = [line for line in lines if line.get("status") == 400]
+    assert request["error_codes"] == ["INVALID_GRAPHQL_REQUEST"]
+    assert request["reason"].startswith("Unable to parse the request body as JSON")
 
 
 def wait_until_up(url: str, process: subprocess.Popen[bytes], timeout: float = 20) -> None:

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import datetime
 import re
+import time
 from collections import Counter
 from typing import Any
 
 import pytest
 
 from gateway.simulator import Simulator, SimulatorConfig
-from gateway.simulator.data import SEED_ORDER_ID, Tenant, tenant_tag
+from gateway.simulator.data import SEED_ORDER_ID, Tenant, build_tenant, tenant_tag
 from tests.gateway.simulator.conftest import OTHER_TOKEN, SEED, SUBSCRIPTIONS, TOKEN
 from tests.support.helpers import load_fixture
 
@@ -185,3 +187,89 @@ def test_tenants_are_kept_least_recently_used_first_out() -> None:
 def test_a_config_out_of_range_is_refused(changes: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         SimulatorConfig(**changes)
+
+
+DAY_MS = 86_400_000
+DAYS = [datetime.date(2025, 6, 1), datetime.date(2026, 12, 8), datetime.date(2031, 2, 28)]
+
+
+def on(day: datetime.date, subscriptions: int = SUBSCRIPTIONS) -> Tenant:
+    return build_tenant(SimulatorConfig(seed=SEED, subscriptions=subscriptions, today=day), TOKEN)
+
+
+def epoch_ms(day: datetime.date) -> int:
+    return (
+        int(datetime.datetime(day.year, day.month, day.day, tzinfo=datetime.UTC).timestamp()) * 1000
+    )
+
+
+def cbc_time(ms: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms // 1000))
+
+
+def test_by_default_the_data_ends_on_the_real_day() -> None:
+    before = datetime.datetime.now(datetime.UTC).date()
+    today = SimulatorConfig().today
+    assert before <= today <= datetime.datetime.now(datetime.UTC).date()
+
+
+@pytest.mark.parametrize("day", DAYS, ids=str)
+def test_the_data_ends_on_its_day_and_is_coherent_with_it(day: datetime.date) -> None:
+    now = epoch_ms(day)
+    subscriptions, resources = generated(on(day))
+    modified = [int(s["modifyTime"]) for s in subscriptions]
+    created = [int(s["createTime"]) for s in subscriptions]
+    assert max(modified) < now and max(created) < now
+    # The last month has data (what the README's query with $since asks), a few years too.
+    assert sum(now - 30 * DAY_MS <= m for m in modified) >= 3
+    assert min(created) >= now - 900 * DAY_MS
+    for s in subscriptions:
+        if "status" in s and s["status"] != "9":  # 9: a period a renewal replaced
+            assert (s["status"] == "2") == (int(s["expireTime"]) > now), s
+    today = cbc_time(now)
+    live = [r for r in resources if r["expire_time"] > today]
+    ended = [r for r in resources if r["expire_time"] <= today]
+    assert live and ended
+    # A resource of an order that ended is not provisioned, unless detached on its own.
+    primaries_ended = [r for r in ended if r["is_main_resource"] == 1]
+    assert primaries_ended and all(r["status"] in (3, 4, 5) for r in primaries_ended)
+
+
+def test_another_day_is_the_same_data_moved_by_the_days_between() -> None:
+    first, later = on(DAYS[0]), on(DAYS[1])
+    shift = epoch_ms(DAYS[1]) - epoch_ms(DAYS[0])
+
+    def moved(record: dict[str, Any]) -> dict[str, Any]:
+        record = dict(record)
+        for name in TIME_FIELDS:
+            if name in record:
+                value = int(record[name]) + shift
+                record[name] = str(value) if isinstance(record[name], str) else value
+        return record
+
+    assert [moved(s) for s in generated(first)[0]] == generated(later)[0]
+    expected = [
+        {
+            **r,
+            "effective_time": cbc_time(epoch_ms_of(r["effective_time"]) + shift),
+            "expire_time": cbc_time(epoch_ms_of(r["expire_time"]) + shift),
+        }
+        for r in generated(first)[1]
+    ]
+    assert expected == generated(later)[1]
+    # The seed pages' examples keep the dates their pages give them.
+    for tenant in (first, later):
+        assert [s for s in tenant.subscriptions if s["orderId"] == SEED_ORDER_ID] == [
+            seed_subscription()
+        ]
+        assert tenant.by_order[SEED_ORDER_ID] == [seed_resource()]
+
+
+def epoch_ms_of(cbc: str) -> int:
+    parsed = datetime.datetime.strptime(cbc, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+    return int(parsed.timestamp()) * 1000
+
+
+def test_a_day_and_a_seed_give_the_same_data_in_every_instance() -> None:
+    assert on(DAYS[1]).subscriptions == on(DAYS[1]).subscriptions
+    assert on(DAYS[1]).resources == on(DAYS[1]).resources
