@@ -220,7 +220,14 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             ) from exc
         except MissingQueryError as exc:  # an empty `query`
             raise Refusal(400, MISSING_QUERY_STRING, "The GraphQL document is empty") from exc
-        if result.data is not None and isinstance(request_data, GatewayRequest):
+        # A document that ran is kept for APQ (an incremental answer's container, of @defer,
+        # is no ExecutionResult: such a document is sent again next time).
+        if (
+            isinstance(request_data, GatewayRequest)
+            and request_data.registration is not None
+            and isinstance(result, ExecutionResult)
+            and result.data is not None
+        ):
             await self.persisted.register(request_data, context)
         return result
 
