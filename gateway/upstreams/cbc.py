@@ -226,12 +226,12 @@ class ResourcesQueryEndpoint:
         return None
 
     def cache_params(self, query: ResourceQuery) -> tuple[tuple[str, object], ...]:
-        body = self.body(query)
-        if "resource_ids" in body:
-            body["resource_ids"] = tuple(body["resource_ids"])
-        if "status_list" in body:
-            body["status_list"] = tuple(body["status_list"])
-        return (("records", _RECORDS_VERSION), *sorted(body.items()))
+        # The body's lists as tuples: a key's parameters are immutable (CacheKey).
+        params = (
+            (name, tuple(value) if isinstance(value, list) else value)
+            for name, value in self.body(query).items()
+        )
+        return (("records", _RECORDS_VERSION), *sorted(params))
 
     def decode(self, content: bytes) -> Any | None:
         return _DECODE_PAGE(content)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -21,6 +22,7 @@ from gateway.upstreams.cbc import (
     RESOURCES_QUERY,
     ResourceQuery,
     ResourceRecord,
+    parse_resource,
 )
 from gateway.upstreams.clients import Upstreams
 from gateway.upstreams.fields import TEXT, record_version
@@ -268,6 +270,60 @@ async def test_pages_cached_by_a_build_declaring_the_record_otherwise_are_not_re
     assert len(recorder.requests) == 2
     params = RESOURCES_QUERY.cache_params(SEED_QUERY)
     assert ("records", record_version(ResourceRecord)) in params
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # No id: the resource_id is the id; no parent, not a main resource.
+        ({"resource_id": "r1"}, ("r1", None, False)),
+        # An empty parent id is none, not a resource named "".
+        (
+            {"resource_id": "r1", "id": "", "parent_resource_id": "", "is_main_resource": "1"},
+            ("r1", None, True),
+        ),
+        (
+            {"resource_id": "r1", "id": "i1", "parent_resource_id": "p1", "is_main_resource": 0},
+            ("i1", "p1", False),
+        ),
+        ({"resource_id": "r1", "is_main_resource": 2}, ("r1", None, False)),
+    ],
+)
+async def test_a_resources_ids_and_flag_are_what_cbc_means_by_them(
+    make_upstreams: Callable[..., Upstreams], raw: dict[str, object], expected: tuple[object, ...]
+) -> None:
+    answer = {"data": [raw], "total_count": 1}
+    cbc = make_upstreams(Recorder(lambda _: httpx.Response(200, json=answer))).cbc
+    (record,) = (await cbc.fetch_resource_page(Caller("t"), ResourceQuery())).records
+    assert (record.id, record.parent_resource_id, record.is_main_resource) == expected
+    assert parse_resource(raw) == record
+
+
+@pytest.mark.parametrize(
+    "raw", [{"id": "i1"}, {"id": "i1", "resource_id": ""}, {"resource_id": None}]
+)
+async def test_a_resource_without_its_id_fails_the_page_in_the_gateways_words(
+    make_upstreams: Callable[..., Upstreams], raw: dict[str, object]
+) -> None:
+    seed = load_fixture("cbc_example_response.json")
+    answer = {**seed, "data": [*seed["data"], raw]}
+    cbc = make_upstreams(Recorder(lambda _: httpx.Response(200, json=answer))).cbc
+    with pytest.raises(UpstreamError) as caught:
+        await cbc.fetch_resource_page(Caller("t"), ResourceQuery())
+    assert caught.value.kind is ErrorKind.BAD_RESPONSE
+    assert caught.value.message == "a resource record without resource_id"
+    with pytest.raises(ValueError, match=r"^a resource record without resource_id$"):
+        parse_resource(raw)
+
+
+def test_a_pages_key_holds_its_query_immutable_and_apart_from_others() -> None:
+    params = RESOURCES_QUERY.cache_params(SEED_QUERY)
+    hash(params)  # tuples all through, never a list (CacheKey's parameters are immutable)
+    assert dict(params)["resource_ids"] == ("0A063A********BC8548E65D0089A905",)
+    assert dict(params)["status_list"] == (2,)
+    other_ids = RESOURCES_QUERY.cache_params(replace(SEED_QUERY, resource_ids=("other",)))
+    other_statuses = RESOURCES_QUERY.cache_params(replace(SEED_QUERY, statuses=(4,)))
+    assert len({params, other_ids, other_statuses}) == 3
 
 
 async def test_an_order_id_with_special_characters_is_sent_url_encoded(

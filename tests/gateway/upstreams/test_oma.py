@@ -24,6 +24,7 @@ from gateway.upstreams.oma import (
     QUERY_RESOURCE,
     SubscriptionQuery,
     SubscriptionRecord,
+    parse_subscription,
 )
 from tests.support.helpers import load_fixture
 from tests.support.json_answers import answer_bodies, json_values, mostly, outcome, with_odd_parts
@@ -92,6 +93,41 @@ async def test_tolerant_parsing(
     assert parsed.sku_name is None
     assert page.total == 1
     assert "unparseable time" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("flag", "trial"), [(0, False), ("0", False), (1, True), ("1", True), (None, None), ("x", None)]
+)
+def test_the_trial_flag_is_read_as_a_bool(flag: object, trial: bool | None) -> None:
+    assert parse_subscription({"id": "s1", "orderId": "o1", "trialFlag": flag}).trial is trial
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [{"orderId": "o1"}, {"id": "s1"}, {"id": "", "orderId": "o1"}, {"id": "s1", "orderId": ""}],
+)
+async def test_a_subscription_without_its_ids_fails_the_page_in_the_gateways_words(
+    make_upstreams: Callable[..., Upstreams], raw: dict[str, object]
+) -> None:
+    seed = load_fixture("oma_example_response.json")
+    answer = {**seed, "result": [*seed["result"], raw]}
+    oma = make_upstreams(Recorder(lambda _: httpx.Response(200, json=answer))).oma
+    with pytest.raises(UpstreamError) as caught:
+        await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
+    assert caught.value.kind is ErrorKind.BAD_RESPONSE
+    assert caught.value.message == "a subscription record without id or orderId"
+    with pytest.raises(ValueError, match=r"^a subscription record without id or orderId$"):
+        parse_subscription(raw)
+
+
+async def test_one_record_is_parsed_as_in_its_page(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    oma = make_upstreams(Recorder(example_oma_response)).oma
+    (record,) = (
+        await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10))
+    ).records
+    assert parse_subscription(load_fixture("oma_example_response.json")["result"][0]) == record
 
 
 @pytest.mark.parametrize(
