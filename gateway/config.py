@@ -48,20 +48,40 @@ class UpstreamSettings:
     """Seconds to open a connection."""
     read_timeout: float = 5.0
     """Seconds to wait for one response."""
-    deadline: float = 10.0
-    """Seconds one logical call may take, retries and waits included."""
+    deadline: float = 11.0
+    """Seconds one logical call may take, retries and waits included: the rate limit's
+    ``rate_limit_max_wait`` and a second for the answer."""
     max_retries: int = 2
     """Retries after the first attempt, only for unavailable, timeout and throttled errors."""
     retry_backoff: float = 0.1
     """Base of the jittered exponential backoff between retries, in seconds."""
-    max_concurrency: int = 32
-    """Requests in flight to this upstream from one process."""
+    max_concurrency: int = 128
+    """Requests in flight to this upstream from one process (and the connections its pool
+    keeps). With the rate limit off it must not be what limits one request's fan-out: a
+    linked query over 100 subscriptions sends 99 calls to CBC at once, so 128 holds a whole
+    level. With the limit on it must never bind either: a call takes its quota slot before
+    its place here, so calls held here would go out together once places free, more than
+    the quota in one window; 128 is above the quota times the read timeout (10/s x 5 s).
+    Not more, to stay within the default 1,024 open files: both upstreams' 256 connections
+    beside the server's 500 (``max_connections``), Redis and the logs."""
     rate_limit: float = 10.0
-    """Requests per second to this upstream; 0 switches the limit off."""
-    rate_limit_max_wait: float = 9.0
-    """Seconds a call may queue for the rate limit before it fails as throttled. Just under
-    the deadline: at 10 requests/s, the 99 calls a linked query over 100 subscriptions
-    sends to CBC at once are all served, the last after about 9 s. At 5 s, 40 of them
+    """Calls to this upstream in any ``rate_window`` seconds, across replicas sharing Redis
+    (the documented quota, "10/1(s)"); 0 switches the limit off. A whole number of calls fits
+    a window (2.5 is 2); under 1, one call every ``rate_window / rate_limit`` seconds."""
+    rate_window: float = 1.0
+    """Seconds of the quota's window. Every window of this length, wherever it starts, holds
+    at most ``rate_limit`` calls, with a margin of 50 ms for the jitter between the
+    gateway's clock and the upstream's arrivals (``gateway.upstreams.rate_limit``)."""
+    rate_burst: int = 5
+    """Calls let go at once after an idle spell (at most ``rate_limit``); the others of the
+    window follow at the steady pace, ``rate_window / rate_limit`` apart. Half the window's
+    calls: a request's first calls go without waiting, and the rest of the window's are
+    spread over it instead of all landing in the instant the upstream starts counting."""
+    rate_limit_max_wait: float = 10.0
+    """Seconds a call may queue for the rate limit before it fails as throttled. A second
+    under the deadline: at 10 calls a second, the 99 calls a linked query over 100
+    subscriptions sends to CBC at once are all served, the last after about 9.9 s (no
+    second may hold more than 10, so the 91st to 99th go in the tenth). At 5 s, 40 of them
     failed as throttled and the answer came back with holes."""
     breaker_threshold: int = 5
     """Consecutive failures that open the circuit breaker."""
@@ -290,7 +310,9 @@ _UPSTREAM_FIELDS: dict[str, tuple[str, str]] = {
     "MAX_RETRIES": ("max_retries", "retries of unavailable/timeout/throttled calls"),
     "RETRY_BACKOFF": ("retry_backoff", "base backoff between retries, seconds"),
     "MAX_CONCURRENCY": ("max_concurrency", "requests in flight per process"),
-    "RATE_LIMIT": ("rate_limit", "requests per second, 0 = off"),
+    "RATE_LIMIT": ("rate_limit", "calls in any window of RATE_WINDOW seconds, 0 = off"),
+    "RATE_WINDOW": ("rate_window", "seconds of the rate limit's window"),
+    "RATE_BURST": ("rate_burst", "calls the rate limit lets go at once"),
     "RATE_LIMIT_MAX_WAIT": ("rate_limit_max_wait", "seconds a call may queue for the rate limit"),
     "BREAKER_THRESHOLD": ("breaker_threshold", "consecutive failures that open the breaker"),
     "BREAKER_MIN_CALLERS": (
@@ -305,7 +327,7 @@ _UPSTREAM_FIELDS: dict[str, tuple[str, str]] = {
 
 # 128 bits as hex (``openssl rand -hex 16``): shorter keys can be guessed.
 _MIN_SECRET_LENGTH = 32
-_AT_LEAST_ONE = ("max_concurrency", "breaker_threshold", "breaker_min_callers")
+_AT_LEAST_ONE = ("max_concurrency", "rate_burst", "breaker_threshold", "breaker_min_callers")
 
 
 class _EnvReader:
@@ -444,7 +466,7 @@ class _EnvReader:
             elif attr == "unverified_share":
                 values[attr] = self.number(variable, default, maximum=1.0)
             else:
-                above = attr in ("connect_timeout", "read_timeout", "deadline")
+                above = attr in ("connect_timeout", "read_timeout", "deadline", "rate_window")
                 values[attr] = self.number(variable, default, above=above)
         return UpstreamSettings(**values)  # type: ignore[arg-type]
 

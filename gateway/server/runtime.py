@@ -12,7 +12,7 @@ from gateway.cache.pages import PageCache
 from gateway.config import Settings
 from gateway.credentials import CredentialKey
 from gateway.upstreams.clients import Upstreams, build_upstreams
-from gateway.upstreams.rate_limit import RateLimiter
+from gateway.upstreams.rate_limit import Quota, RateLimiter
 from gateway.upstreams.shared_rate_limit import RedisRateLimiter
 from schema.build import GatewaySchema, build_schema
 
@@ -96,7 +96,7 @@ def shared_rate_limiters(settings: Settings, client: redis.Redis) -> dict[str, R
     for upstream in (settings.oma, settings.cbc):
         limiters[upstream.name] = RedisRateLimiter(
             upstream.name,
-            upstream.rate_limit,
+            Quota.of(upstream),
             client=client,
             max_wait=upstream.rate_limit_max_wait,
             timeout=settings.cache.operation_timeout,

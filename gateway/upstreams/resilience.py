@@ -22,7 +22,7 @@ from gateway.config import UpstreamSettings
 from gateway.errors import CircuitOpen, ErrorKind, UpstreamError
 from gateway.metrics import BREAKER_STATE, RATE_LIMIT_WAIT, UPSTREAM_RETRIES
 from gateway.upstreams.fair_queue import FairQueue
-from gateway.upstreams.rate_limit import RateLimiter, SliceOf, TokenBucket
+from gateway.upstreams.rate_limit import Quota, RateLimiter, SliceOf, SlidingWindowLimiter
 
 logger = logging.getLogger("gateway.resilience")
 
@@ -214,9 +214,9 @@ class UpstreamGuard:
             min_callers=settings.breaker_min_callers,
         )
         if rate_limiter is None:
-            rate_limiter = TokenBucket(
+            rate_limiter = SlidingWindowLimiter(
                 settings.name,
-                settings.rate_limit,
+                Quota.of(settings),
                 max_wait=settings.rate_limit_max_wait,
                 clock=clock,
                 sleep=sleep,

@@ -78,6 +78,56 @@ def test_upstream_variables_are_documented() -> None:
     assert all(doc for doc in names.values())
 
 
+def test_the_quota_defaults_to_ten_calls_in_any_second_five_at_once() -> None:
+    for upstream in (Settings.from_env({}).oma, Settings.from_env({}).cbc):
+        assert (upstream.rate_limit, upstream.rate_window, upstream.rate_burst) == (10, 1, 5)
+        # 99 calls at that shape take 9.9 s: they may queue 10 s, with a second to answer.
+        assert (upstream.rate_limit_max_wait, upstream.deadline) == (10, 11)
+        # One request's fan-out of a hundred calls is not held back in the process.
+        assert upstream.max_concurrency == 128
+    names = upstream_variables("oma")
+    assert "window" in names["GATEWAY_OMA_RATE_WINDOW"]
+    assert "at once" in names["GATEWAY_OMA_RATE_BURST"]
+
+
+def test_the_quotas_shape_is_read() -> None:
+    settings = Settings.from_env(
+        {
+            "GATEWAY_OMA_RATE_LIMIT": "100",
+            "GATEWAY_OMA_RATE_WINDOW": "60",
+            "GATEWAY_OMA_RATE_BURST": "20",
+            "GATEWAY_CBC_RATE_WINDOW": "0.5",
+            "GATEWAY_CBC_MAX_CONCURRENCY": "16",
+        }
+    )
+    assert (settings.oma.rate_limit, settings.oma.rate_window, settings.oma.rate_burst) == (
+        100,
+        60,
+        20,
+    )
+    assert settings.cbc.rate_window == 0.5 and settings.cbc.rate_burst == 5
+    assert settings.cbc.max_concurrency == 16
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [
+        ("GATEWAY_OMA_RATE_WINDOW", "0", "must be above 0"),
+        ("GATEWAY_CBC_RATE_WINDOW", "-1", "must be above 0"),
+        ("GATEWAY_OMA_RATE_WINDOW", "soon", "is not a number"),
+        ("GATEWAY_CBC_RATE_BURST", "0", "must be from 1"),
+        ("GATEWAY_OMA_RATE_BURST", "2.5", "is not a whole number"),
+    ],
+)
+def test_a_quota_that_could_not_work_is_refused_by_name(
+    name: str, value: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({name: value})
+    (said,) = caught.value.problems
+    assert said.startswith(name) and problem in said
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

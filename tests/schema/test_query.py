@@ -184,10 +184,11 @@ async def test_linked_depth_three_query_batches_every_level(
 async def test_the_linked_query_is_answered_whole_within_the_rate_limit(
     make_gateway: GatewayFactory, simulator: Simulator
 ) -> None:
-    # The defaults' shape at twice the pace: the burst is the rate, a call may queue just
-    # under the deadline (at 10/s: 9 s of 10), and about 100 CBC calls go out at once.
+    # The defaults' shape at twice the pace: the burst half the limit, a call may queue a
+    # second's share under the deadline (at 10 in any second: 10 s of 11), and about 100 CBC
+    # calls go out at once.
     base = settings_for_tests()
-    paced = {"rate_limit": 20.0, "rate_limit_max_wait": 4.5, "deadline": 5.0}
+    paced = {"rate_limit": 20.0, "rate_burst": 10, "rate_limit_max_wait": 5.0, "deadline": 5.5}
     settings = base.replace(
         oma=dataclasses.replace(base.oma, **paced), cbc=dataclasses.replace(base.cbc, **paced)
     )

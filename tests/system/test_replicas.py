@@ -16,6 +16,7 @@ import orjson
 import pytest
 
 from tests.gateway.server.test_cli import wait_until_up
+from tests.gateway.upstreams.test_rate_limit import most_in_a_window
 from tests.support.redis_server import RedisServer, free_port
 
 RATE = 5.0
@@ -109,12 +110,10 @@ async def test_replicas_share_cache_stampede_protection_and_the_rate_limit(
     )
     assert len(per_page) == 11
     assert set(per_page.values()) == {1}
-    # The combined rate stays within the configured limit: GCRA lets a burst of ``RATE``
-    # go at once, then spaces slots 1/rate apart, so no second holds more than twice the
-    # rate (three replicas each limiting alone would allow three times that).
-    times = sorted(c["at"] for c in oma_calls)
-    busiest = max(sum(1 for t in times if start <= t < start + 1.0) for start in times)
-    assert busiest <= 2 * RATE + 1
+    # The three replicas together keep to the configured limit as the simulator counts
+    # arrivals: no second, wherever it starts, holds more than ``RATE`` calls (the limiter
+    # before the quota's shape let twice that through: its burst, then its pace).
+    assert most_in_a_window([c["at"] for c in oma_calls], 1.0) <= RATE
 
 
 @pytest.mark.slow

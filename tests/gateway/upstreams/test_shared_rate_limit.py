@@ -9,44 +9,131 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as redis
 
-from gateway.errors import UpstreamError
+from gateway.config import UpstreamSettings
+from gateway.errors import ErrorKind, UpstreamError
 from gateway.upstreams.fair_queue import FairQueue
-from gateway.upstreams.shared_rate_limit import RedisRateLimiter
+from gateway.upstreams.rate_limit import ARRIVAL_MARGIN, Quota
+from gateway.upstreams.shared_rate_limit import REPLICA_ALIVE_MS, RedisRateLimiter
+from tests.gateway.upstreams.test_rate_limit import most_in_a_window
 from tests.support.redis_server import RedisServer, free_port
 
+QUOTA = Quota.of(UpstreamSettings(name="oma", base_url="http://oma"))  # 10 in any second
+SPAN = 1.0 + ARRIVAL_MARGIN
+STEP = SPAN / 10
 
-async def test_the_shared_limit_allows_the_same_burst_as_the_in_process_one(
-    redis_url: str,
-) -> None:
+
+async def test_the_shared_limit_has_the_same_shape_as_the_in_process_one(redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
-    limiter = RedisRateLimiter(
-        "cbc",
-        10,
-        client=client,
-        max_wait=9,
-    )
+    limiter = RedisRateLimiter("cbc", QUOTA, client=client, max_wait=9)
     try:
+        assert limiter.rate == QUOTA.rate and limiter.free_slots() == 5
         waits = await asyncio.gather(*(limiter.acquire() for _ in range(12)))
     finally:
         await client.aclose()
-    # A burst of ten at once (the rate), then one slot every 100 ms.
-    assert sorted(waits)[:10] == [0.0] * 10
-    assert sorted(waits)[10:] == pytest.approx([0.1, 0.2], abs=0.02)
+    # The burst of five at once, the window's other five a step apart, then the next
+    # window's first two a whole window and the margin after the first.
+    assert sorted(waits)[:5] == [0.0] * 5
+    assert sorted(waits)[5:] == pytest.approx(
+        [STEP, 2 * STEP, 3 * STEP, 4 * STEP, 5 * STEP, SPAN, SPAN], abs=0.01
+    )
+
+
+async def test_three_replicas_after_an_idle_start_keep_every_second_to_the_limit(
+    redis_server: RedisServer,
+) -> None:
+    """What the upstream counts: calls in any one second, from all replicas together (the
+    limiter before this shape let 20 through in the first second: a burst of ten at
+    once, and ten more at the pace)."""
+    clients = [redis.Redis.from_url(redis_server.url) for _ in range(3)]
+    replicas = [RedisRateLimiter("oma", QUOTA, client=c, max_wait=9) for c in clients]
+    went: list[float] = []
+
+    async def call(limiter: RedisRateLimiter) -> None:
+        await limiter.acquire()
+        went.append(time.monotonic())
+
+    try:
+        started = time.monotonic()
+        await asyncio.gather(*(call(limiter) for limiter in replicas for _ in range(15)))
+    finally:
+        for client in clients:
+            await client.aclose()
+    assert most_in_a_window(went, 1.0) == 10
+    # At the limit all along: ten in each window and the margin, the 45th in the fifth.
+    elapsed = [at - started for at in sorted(went)]
+    assert [sum(1 for at in elapsed if k * SPAN <= at < (k + 1) * SPAN) for k in range(5)] == [
+        10,
+        10,
+        10,
+        10,
+        5,
+    ]
+    assert elapsed[-1] == pytest.approx(4 * SPAN, abs=0.1)
+
+
+async def test_a_wait_past_max_wait_is_refused_with_when_to_come_back(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    limiter = RedisRateLimiter("cbc", QUOTA, client=client, max_wait=0.3)
+    try:
+        outcomes = await asyncio.gather(
+            *(limiter.acquire() for _ in range(12)), return_exceptions=True
+        )
+    finally:
+        await client.aclose()
+    served = sorted(w for w in outcomes if isinstance(w, float))
+    refused = [e for e in outcomes if isinstance(e, UpstreamError)]
+    # The burst and two steps; the third step would pass 0.3 s, and a refusal reserves
+    # nothing, so every one after it is refused as well, told to come back then.
+    assert served == pytest.approx([0.0] * 5 + [STEP, 2 * STEP], abs=0.01)
+    assert len(refused) == 5
+    assert all(e.kind is ErrorKind.THROTTLED and e.upstream == "cbc" for e in refused)
+    assert all(e.retry_after == pytest.approx(3 * STEP - 0.3, abs=0.01) for e in refused)
+    assert "shared request-rate limit" in str(refused[0])
+
+
+async def test_the_shared_state_expires_once_it_holds_nothing_back(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    limiter = RedisRateLimiter("cbc", QUOTA, client=client, max_wait=9)
+    try:
+        await limiter.acquire()
+        due = await client.pttl("gw:v1:rate:cbc")
+        log = await client.pttl("gw:v1:rate:cbc:log")
+        replicas = await client.pttl("gw:v1:rate:cbc:replicas")
+    finally:
+        await client.aclose()
+    # The slot holds the next ones back for a window and the margin; then it is gone.
+    assert SPAN * 1000 - 20 <= due <= SPAN * 1000 + 1
+    assert SPAN * 1000 - 20 <= log <= SPAN * 1000 + 1
+    assert REPLICA_ALIVE_MS - 20 <= replicas <= REPLICA_ALIVE_MS
+
+
+async def test_no_limit_asks_redis_nothing() -> None:
+    client = redis.Redis.from_url(f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.1)
+    limiter = RedisRateLimiter(
+        "oma", Quota(0, window=1, burst=5), client=client, max_wait=9, replicas=4
+    )
+    try:
+        assert limiter.rate == 0.0 and limiter.free_slots() == float("inf")
+        assert [await limiter.acquire() for _ in range(20)] == [0.0] * 20
+        assert limiter.rate == 0.0  # no Redis was asked, so none was found down
+    finally:
+        await client.aclose()
 
 
 @pytest.fixture
 async def two_replicas(
     redis_server: RedisServer,
 ) -> AsyncIterator[tuple[RedisRateLimiter, RedisRateLimiter]]:
-    """Two replicas' limiters of OMA's quota (10/s), both seen alive by Redis."""
+    """Two replicas' limiters of OMA's quota (10 in any second), both seen alive by Redis."""
     clients = [redis.Redis.from_url(redis_server.url) for _ in range(2)]
-    first, second = (RedisRateLimiter("oma", 10, client=c, max_wait=9) for c in clients)
+    first, second = (RedisRateLimiter("oma", QUOTA, client=c, max_wait=9) for c in clients)
     try:
         # Each reservation counts the replicas alive: two, once both have reserved.
         await first.acquire()
         await second.acquire()
         await first.acquire()
         assert (first.replicas, second.replicas) == (2, 2)
+        assert first.replica_rate == pytest.approx(QUOTA.rate / 2)
         yield first, second
     finally:
         for client in clients:
@@ -59,9 +146,12 @@ async def test_while_redis_is_down_each_replica_keeps_to_its_share_of_the_quota(
     first, _ = two_replicas
     redis_server.stop()
     waits = await asyncio.gather(*(first.acquire() for _ in range(7)))
-    # Half the quota: a burst of five, then one slot every 200 ms, not 100.
-    assert sorted(waits)[:5] == [0.0] * 5
-    assert sorted(waits)[5:] == pytest.approx([0.2, 0.4], abs=0.03)
+    # Half the quota: five in any second, two at once, then a step of 1/5 of the window,
+    # then the next window's two with its first.
+    half = SPAN / 5
+    assert sorted(waits) == pytest.approx(
+        [0.0, 0.0, half, 2 * half, 3 * half, SPAN, SPAN], abs=0.03
+    )
 
 
 async def test_a_queue_in_front_expects_the_share_while_redis_is_down(
@@ -73,7 +163,7 @@ async def test_a_queue_in_front_expects_the_share_while_redis_is_down(
     queue = FairQueue("oma", first, max_wait=1)
     redis_server.stop()
     await first.acquire()  # finds Redis down
-    assert first.rate == 5.0
+    assert first.rate == pytest.approx(QUOTA.share(2).rate)
 
     async def call() -> tuple[str, float | None]:
         try:
@@ -86,7 +176,7 @@ async def test_a_queue_in_front_expects_the_share_while_redis_is_down(
     outcomes = await asyncio.gather(*(call() for _ in range(15)))
     elapsed = time.monotonic() - started
     refused = [retry_after for outcome, retry_after in outcomes if outcome == "throttled"]
-    # About 1 s of slots at 5 a second (the burst left, then one every 200 ms) is served;
+    # About 1 s of slots at the share (the burst left, then one every 210 ms) is served;
     # the rest are refused at once, each told when to come back.
     assert 4 <= len(refused) <= 11
     assert all(retry_after is not None and retry_after > 0 for retry_after in refused)
@@ -99,12 +189,13 @@ async def test_a_replica_that_never_reached_redis_takes_the_share_of_the_most_re
     client = redis.Redis.from_url(
         f"redis://127.0.0.1:{free_port()}/0", socket_timeout=0.1, socket_connect_timeout=0.1
     )
-    limiter = RedisRateLimiter("oma", 10, client=client, max_wait=9, replicas=4)
+    limiter = RedisRateLimiter("oma", QUOTA, client=client, max_wait=9, replicas=4)
     try:
+        assert limiter.replica_rate == pytest.approx(QUOTA.rate / 4)
         waits = [await limiter.acquire()]  # finds Redis down
-        assert limiter.rate == 2.5
-        waits += await asyncio.gather(*(limiter.acquire() for _ in range(4)))
+        assert limiter.rate == pytest.approx(2 / SPAN)
+        waits += await asyncio.gather(*(limiter.acquire() for _ in range(3)))
     finally:
         await client.aclose()
-    # A quarter of the quota: a burst of 2.5, then one slot every 400 ms.
-    assert sorted(waits) == pytest.approx([0.0, 0.0, 0.2, 0.6, 1.0], abs=0.05)
+    # A quarter of the quota: two calls in any second (of 2.5), one at a time.
+    assert sorted(waits) == pytest.approx([0.0, SPAN / 2, SPAN, 1.5 * SPAN], abs=0.05)
