@@ -328,6 +328,10 @@ async def test_a_window_reaching_before_1970_is_sent_from_epoch_zero(
     )
     assert page.records == () and page.total == 0
     assert [(b["startDate"], b["endDate"]) for b in recorder.bodies()] == [(0, 1679558854000)]
+    # One ending at 1970's first millisecond holds it: OMA is asked.
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    await oma.fetch_subscription_page(Caller("t"), SubscriptionQuery(limit=10, end=epoch))
+    assert recorder.bodies()[-1] == {"limit": 10, "offset": 0, "endDate": 0}
 
 
 async def test_a_window_is_sent_as_the_milliseconds_it_holds(
@@ -481,6 +485,26 @@ async def test_a_range_spanning_pages_is_fetched_at_once_and_in_order(
         (99, 99),
         (198, 52),
     ]
+
+
+async def test_ranges_and_whole_lists_ask_every_page_for_the_window(
+    make_upstreams: Callable[..., Upstreams],
+) -> None:
+    recorder = Recorder(numbered_pages)
+    oma = make_upstreams(recorder).oma
+    start, end = datetime(2023, 3, 1, tzinfo=UTC), datetime(2023, 3, 2, tzinfo=UTC)
+    window = (1677628800000, 1677715200000)
+    ranged = await oma.fetch_subscription_range(
+        Caller("t"), offset=0, count=150, start=start, end=end
+    )
+    whole = await oma.fetch_all_subscriptions(Caller("t"), start=start, end=end)
+    assert (len(ranged.records), ranged.total, len(whole.records), whole.total) == (
+        150,
+        250,
+        250,
+        250,
+    )
+    assert {(b["startDate"], b["endDate"]) for b in recorder.bodies()} == {window}
 
 
 async def test_everything_follows_the_first_page_total(
