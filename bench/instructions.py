@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import os
 import pickle
@@ -40,6 +41,8 @@ from gateway.server.cli import tune_garbage_collector
 from gateway.server.runtime import Gateway
 from gateway.simulator import Simulator
 from gateway.simulator.data import SimulatorConfig
+
+FIXED_DAY = datetime.date(2025, 6, 1)
 
 # The upstream answers of a scenario: (path, request body) -> (status, headers, body).
 Answers = dict[tuple[str, bytes], tuple[int, list[tuple[bytes, bytes]], bytes]]
@@ -134,7 +137,8 @@ async def run_gateway(
 
 
 def record(scenario: str, answer: Path | None = None) -> Answers:
-    simulator = Simulator(SimulatorConfig(seed=7, subscriptions=1200))
+    # A fixed day: the simulator's data moves with the clock, the counts must not.
+    simulator = Simulator(SimulatorConfig(seed=7, subscriptions=1200, today=FIXED_DAY))
     recording = Recording(httpx.ASGITransport(app=simulator.app), {})
     first: list[bytes] = []
     asyncio.run(run_gateway(recording, scenario, 0, first))

@@ -205,6 +205,8 @@ def build_schema(
             scalar_map=SCALAR_MAP,
             disable_field_suggestions=production,
             batching_config=batching,
+            # @defer and @stream (graphql-core 3.3's incremental delivery).
+            enable_experimental_incremental_execution=True,
         ),
     )
 

@@ -22,6 +22,7 @@ The shape limits (depth, aliases, root fields, directives) are validation rules,
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
@@ -32,8 +33,10 @@ from graphql import (
     GraphQLField,
     GraphQLObjectType,
     GraphQLSchema,
+    GraphQLStreamDirective,
     OperationDefinitionNode,
     get_argument_values,
+    get_directive_values,
     get_named_type,
     get_operation_ast,
     get_variable_values,
@@ -51,6 +54,7 @@ from strawberry.extensions import SchemaExtension
 from gateway.upstreams.cbc import QUERYABLE_STATUSES
 from schema.context import GatewayContext
 from schema.enums import RESOURCE_STATUS_CODES, ResourceStatus
+from schema.execution.deferral import runs_in
 from schema.execution.strawberry_fields import strawberry_field
 from schema.links import COST, LINK, NO_CALLS, FanOut, Link, UpstreamCalls
 
@@ -69,9 +73,39 @@ def fan_out_of(field_def: GraphQLField) -> FanOut | None:
     return declared if callable(declared) else None
 
 
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """An operation's upstream calls: those its initial payload waits for, and those of
+    its deferred fragments and streamed items, which follow it."""
+
+    initial: UpstreamCalls = NO_CALLS
+    deferred: UpstreamCalls = NO_CALLS
+
+    @property
+    def calls(self) -> UpstreamCalls:
+        return self.initial + self.deferred
+
+    @property
+    def total(self) -> int:
+        return self.calls.total
+
+    def __add__(self, other: CallPlan) -> CallPlan:
+        return CallPlan(self.initial + other.initial, self.deferred + other.deferred)
+
+    def put(self, calls: UpstreamCalls, *, deferred: bool) -> CallPlan:
+        if deferred:
+            return CallPlan(self.initial, self.deferred + calls)
+        return CallPlan(self.initial + calls, self.deferred)
+
+
+NO_PLAN = CallPlan()
+
+
 class CostEstimate:
     """Upstream calls an operation may cause, from its arguments as execution will see
-    them: coerced by graphql-core, with the variables' and the fields' defaults."""
+    them: coerced by graphql-core, with the variables' and the fields' defaults. A field
+    under @defer, and the items of a list under @stream past its ``initialCount``, count
+    as deferred, with everything below them."""
 
     def __init__(
         self,
@@ -83,32 +117,34 @@ class CostEstimate:
         self._fragments = {name: FragmentDetails(d) for name, d in fragments.items()}
         self._variables = variables
         self._operation: OperationDefinitionNode | None = None
-        # (type, the merged field's nodes, parents) -> the calls of its selection
-        self._seen: dict[tuple[str, tuple[int, ...], int], UpstreamCalls] = {}
+        # (type, the merged field's nodes, parents, deferred) -> the calls of its selection
+        self._seen: dict[tuple[str, tuple[int, ...], int, bool], CallPlan] = {}
 
-    def operation(self, operation: OperationDefinitionNode) -> UpstreamCalls:
+    def operation(self, operation: OperationDefinitionNode) -> CallPlan:
         """The estimate; ``GraphQLError`` (BAD_USER_INPUT) for an argument the upstream
         would refuse on every call, so it is refused once instead."""
         root = self._schema.get_root_type(operation.operation)
         if root is None:
-            return NO_CALLS
+            return NO_PLAN
         self._operation = operation  # for collect_subfields, which reads none of it
         try:
             fields = collect_fields(
                 self._schema, self._fragments, self._variables, root, operation
             ).grouped_field_set
         except GraphQLError:
-            return NO_CALLS  # execution refuses the operation before any resolver
+            return NO_PLAN  # execution refuses the operation before any resolver
         # One root object; no root field's calls depend on it.
-        return self._fields(root, fields, 1)
+        return self._fields(root, fields, 1, deferred=False)
 
     def _fields(
         self,
         parent_type: GraphQLObjectType,
         fields: GroupedFieldSet,
         parents: int,
-    ) -> UpstreamCalls:
-        total = NO_CALLS
+        *,
+        deferred: bool,
+    ) -> CallPlan:
+        total = NO_PLAN
         for details in fields.values():
             node = details[0].node
             if node.selection_set is None:
@@ -123,23 +159,50 @@ class CostEstimate:
                 except GraphQLError:
                     continue  # execution fails this field the same way, before its resolver
                 _check_statuses(node, arguments)
+            later = deferred or not runs_in(details, None)
             children = parents
+            # One list per object a fan-out is selected on; a field without one (a
+            # connection's nodes or edges) is one list: connections are root fields.
+            lists = 1
             fan_out = fan_out_of(field_def)
             if fan_out is not None:
                 calls, children = fan_out(arguments, parents)
-                total += calls
+                total = total.put(calls, deferred=later)
+                lists = parents
             child_type = get_named_type(field_def.type)
-            if isinstance(child_type, GraphQLObjectType):
-                total += self._below(child_type, details, children)
+            if not isinstance(child_type, GraphQLObjectType):
+                continue
+            first_items = self._first_items(details)
+            if later or first_items is None or children <= first_items * lists:
+                total += self._below(child_type, details, children, deferred=later)
+            else:
+                # The first items of each list come with the initial payload, the rest
+                # streamed after it.
+                now = first_items * lists
+                total += self._below(child_type, details, now, deferred=False)
+                total += self._below(child_type, details, children - now, deferred=True)
         return total
+
+    def _first_items(self, details: FieldDetailsList) -> int | None:
+        """A streamed list's ``initialCount``, or None when it is not streamed."""
+        for detail in details:
+            try:
+                stream = get_directive_values(GraphQLStreamDirective, detail.node, self._variables)
+            except GraphQLError:
+                continue  # execution refuses it the same way
+            if stream is not None and stream.get("if", True):
+                return max(0, int(stream.get("initialCount", 0)))
+        return None
 
     def _below(
         self,
         field_type: GraphQLObjectType,
         details: FieldDetailsList,
         parents: int,
-    ) -> UpstreamCalls:
-        key = (field_type.name, tuple(id(detail.node) for detail in details), parents)
+        *,
+        deferred: bool,
+    ) -> CallPlan:
+        key = (field_type.name, tuple(id(detail.node) for detail in details), parents, deferred)
         known = self._seen.get(key)
         if known is not None:
             return known
@@ -153,9 +216,9 @@ class CostEstimate:
                 details,
             ).grouped_field_set
         except GraphQLError:
-            calls = NO_CALLS  # execution fails this field, after its own calls
+            calls = NO_PLAN  # execution fails this field, after its own calls
         else:
-            calls = self._fields(field_type, fields, parents)
+            calls = self._fields(field_type, fields, parents, deferred=deferred)
         self._seen[key] = calls
         return calls
 

@@ -17,6 +17,10 @@ from strawberry.dataloader import DataLoader
 from gateway.caller import Caller
 from gateway.upstreams.cbc import MAX_PAGE_SIZE, MAX_RESOURCE_IDS, ResourceQuery, ResourceRecord
 from gateway.upstreams.clients import Upstreams
+from gateway.upstreams.resilience import CALL_PRIORITY
+
+DEFERRED_ORDERS_PER_BATCH = 10
+"""One second of the documented quota (10 calls/s per API): one call per order."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +55,26 @@ class Loaders:
             load_fn=functools.partial(load_resource_families, upstreams, caller),
             max_batch_size=MAX_RESOURCE_IDS,
         )
+        load_orders = functools.partial(load_order_resources, upstreams, caller)
         self.order_resources: DataLoader[OrderResourcesKey, tuple[ResourceRecord, ...]] = (
-            DataLoader(load_fn=functools.partial(load_order_resources, upstreams, caller))
+            DataLoader(load_fn=load_orders)
+        )
+        # Deferred parts load orders a second of the quota at a time, so that under it
+        # they arrive a batch a second rather than all at the end (a batch answers when
+        # its last call does). The initial payload waits for all of them anyway: one batch.
+        self.deferred_order_resources: DataLoader[OrderResourcesKey, tuple[ResourceRecord, ...]] = (
+            DataLoader(load_fn=load_orders, max_batch_size=DEFERRED_ORDERS_PER_BATCH)
         )
         # What schema.links made of loaded values, by (future, link): the lookahead and
         # the resolvers then share one set of objects instead of building two.
         self.converted: dict[tuple[int, int], Any] = {}
+
+    def orders(self) -> DataLoader[OrderResourcesKey, tuple[ResourceRecord, ...]]:
+        """The loader of orders' resources for the calls made from here: a deferred part's
+        own, or the initial payload's."""
+        if CALL_PRIORITY.get() == "deferred":
+            return self.deferred_order_resources
+        return self.order_resources
 
 
 async def load_resource_families(

@@ -32,7 +32,7 @@ from schema.enums import (
 from schema.execution.objects import record_maker
 from schema.execution.views import ObjectsByRecord
 from schema.links import Link
-from schema.loaders import OrderResourcesKey, ResourceFamily
+from schema.loaders import Loaders, OrderResourcesKey, ResourceFamily
 
 AUTO_RENEW_POLICY = 3
 T = TypeVar("T")
@@ -95,7 +95,7 @@ ATTACHED: Link[CloudResource, str, ResourceFamily, Sequence[CloudResource]] = Li
 ORDER_RESOURCES: Link[
     SoftwareSubscription, OrderResourcesKey, tuple[ResourceRecord, ...], Sequence[CloudResource]
 ] = Link(
-    loader=lambda loaders: loaders.order_resources,
+    loader=Loaders.orders,
     key=order_resources_key,
     convert=resource_list,
     empty=[],

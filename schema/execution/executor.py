@@ -16,6 +16,10 @@ What the shortcut may answer at all is decided field by field
 permission class, a field extension or a directive is Strawberry's. Schema extensions
 that watch every field (tracing, directives: Strawberry's resolve hooks, which it runs as
 graphql-core middleware) turn the shortcut off for the whole request.
+
+Under @defer and @stream both take only the fields graphql-core runs in the current run
+(the initial payload, or one deferred fragment: ``schema.execution.deferral``); deferred
+fragments and streamed items run at the deferred priority.
 """
 
 from __future__ import annotations
@@ -33,10 +37,12 @@ from graphql import (
     GraphQLScalarType,
 )
 from graphql.execution.collect_fields import FieldDetailsList, GroupedFieldSet
+from graphql.execution.incremental.build_execution_plan import DeferUsageSet
 from graphql.pyutils import Path
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
 from schema.execution.coercion import output_of
+from schema.execution.deferral import deferred, runs_in, streamed
 from schema.execution.plans import (
     Linked,
     LinkStep,
@@ -59,15 +65,6 @@ def _unwrapped(output_type: GraphQLOutputType) -> tuple[bool, GraphQLOutputType]
     if isinstance(output_type, GraphQLNonNull):
         return True, output_type.of_type
     return False, output_type
-
-
-def _streamed(field_details_list: FieldDetailsList) -> bool:
-    """A list under @stream is delivered in parts: graphql-core's business."""
-    return any(
-        directive.name.value == "stream"
-        for details in field_details_list
-        for directive in details.node.directives or ()
-    )
 
 
 def _plain_leaf(
@@ -97,16 +94,14 @@ def build_plan(
     grouped_field_set: GroupedFieldSet,
     link_step: LinkSteps | None = None,
 ) -> Plan | None:
-    """The plan for one selection, or None when it plans nothing (no plain leaf, a
-    deferred fragment, a type that checks its objects' types). ``link_step`` makes the
-    steps of fields answered from loaders, where it can."""
+    """The plan for one selection, all of whose fields run now, or None when it plans
+    nothing (no plain leaf, a type that checks its objects' types). ``link_step`` makes
+    the steps of fields answered from loaders, where it can."""
     if parent_type.is_type_of is not None:
         return None
     planned: list[PlannedField] = []
     others: GroupedFieldSet = {}
     for response_name, field_details_list in grouped_field_set.items():
-        if any(details.defer_usage is not None for details in field_details_list):
-            return None
         field: PlannedField | None = None
         if not any(
             directive.name.value not in _COLLECTION_DIRECTIVES
@@ -133,8 +128,11 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # id(grouped field set) -> (the set, kept alive so its id stays unique; plan).
-        self._plans: dict[int, tuple[GroupedFieldSet, Plan | None]] = {}
+        # (id(grouped field set), id(defer usage set)) -> (both, kept alive so their ids
+        # stay unique; the plan). Shared with the sub-executors of deferred parts.
+        self._plans: dict[
+            tuple[int, int], tuple[GroupedFieldSet, DeferUsageSet | None, Plan | None]
+        ] = {}
         manager = self.middleware_manager
         # Middleware (tracing, for one) must see every field: no shortcut then.
         self._shortcut = manager is None or not manager.middlewares
@@ -149,12 +147,19 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
     def _plan(
         self, parent_type: GraphQLObjectType, grouped_field_set: GroupedFieldSet
     ) -> Plan | None:
-        cached = self._plans.get(id(grouped_field_set))
+        defer_usage_set = self.defer_usage_set
+        key = (id(grouped_field_set), id(defer_usage_set))
+        cached = self._plans.get(key)
         if cached is not None:
-            return cached[1]
+            return cached[2]
         plan = build_plan(parent_type, grouped_field_set, self._link_step)
-        self._plans[id(grouped_field_set)] = (grouped_field_set, plan)
+        self._plans[key] = (grouped_field_set, defer_usage_set, plan)
         return plan
+
+    def _runs_now(self, grouped_field_set: GroupedFieldSet) -> bool:
+        """Whether every field of the set runs in this run (none in a deferred one)."""
+        defer_usage_set = self.defer_usage_set
+        return all(runs_in(details, defer_usage_set) for details in grouped_field_set.values())
 
     def _link_step(
         self, parent_type: GraphQLObjectType, response_name: str, details: FieldDetailsList
@@ -163,20 +168,20 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         or None to leave the field to its resolver."""
         node = details[0].node
         field_def = parent_type.fields.get(node.name.value)
-        if field_def is None:
+        if field_def is None or any(field.fragment_variable_values for field in details):
             return None
         link = field_link(field_def)
         if link is None:
             return None
         _, inner = _unwrapped(field_def.type)
         if isinstance(inner, GraphQLList):
-            if _streamed(details):
+            if streamed(details):
                 return None
             _, inner = _unwrapped(inner.of_type)
         if not isinstance(inner, GraphQLObjectType):
             return None
         grouped_field_set, new_defer_usages, _ = self.collect_subfields(inner, details)
-        if new_defer_usages:
+        if new_defer_usages or not self._runs_now(grouped_field_set):
             return None
         plan = self._plan(inner, grouped_field_set)
         if plan is None or plan.others is not None:
@@ -197,7 +202,8 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         grouped_field_set: GroupedFieldSet,
         position_context: Any,
     ) -> Any:
-        if self._shortcut and position_context is None:
+        # graphql-core gives only the fields of this run: the plan may take them all.
+        if self._shortcut:
             plan = self._plan(parent_type, grouped_field_set)
             if plan is not None:
                 completed = plan.complete((source_value,))
@@ -243,7 +249,9 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> Any:
         complete = super().complete_object_value
-        priming = self._lookahead.prime(return_type, field_details_list, (result,))
+        priming = self._lookahead.prime(
+            return_type, field_details_list, (result,), self.defer_usage_set
+        )
         if priming is None:
             return complete(return_type, field_details_list, info, path, result, position_context)
         return self._after_priming(
@@ -269,8 +277,14 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
             items = items.objects()  # for graphql-core and the lookahead
         complete = super().complete_iterable_value
         _, object_type = _unwrapped(item_type)
-        if isinstance(object_type, GraphQLObjectType) and isinstance(items, list | tuple):
-            priming = self._lookahead.prime(object_type, field_details_list, items)
+        if (
+            isinstance(object_type, GraphQLObjectType)
+            and isinstance(items, list | tuple)
+            and not streamed(field_details_list)  # its items come one by one, as loaded
+        ):
+            priming = self._lookahead.prime(
+                object_type, field_details_list, items, self.defer_usage_set
+            )
             if priming is not None:
                 return self._after_priming(
                     priming,
@@ -279,6 +293,14 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
                     ),
                 )
         return complete(item_type, field_details_list, info, path, items, position_context)
+
+    def execute_execution_group(self, *args: Any) -> Any:
+        """A deferred fragment, its calls after those of the initial payloads."""
+        return deferred(super().execute_execution_group, *args)
+
+    def complete_stream_item(self, *args: Any) -> Any:
+        """A streamed item, its calls after those of the initial payloads."""
+        return deferred(super().complete_stream_item, *args)
 
     async def _after_priming(self, priming: Awaitable[None], complete: Callable[[], Any]) -> Any:
         """Completion once the lookahead has loaded what the selection needs: what is
@@ -297,17 +319,17 @@ class GatewayExecutor(StrawberryGraphQLCoreExecutionContext):
         position_context: Any,
     ) -> list[Any] | None:
         """A list of objects by its plan, or None for graphql-core."""
-        if not self._shortcut or position_context is not None:
+        if not self._shortcut:
             return None
         non_null, object_type = _unwrapped(item_type)
-        if not isinstance(object_type, GraphQLObjectType) or _streamed(field_details_list):
+        if not isinstance(object_type, GraphQLObjectType) or streamed(field_details_list):
             return None
         if not (type(items) is RecordObjects or isinstance(items, list | tuple)):
             return None
         grouped_field_set, new_defer_usages, _ = self.collect_subfields(
             object_type, field_details_list
         )
-        if new_defer_usages:
+        if new_defer_usages or not self._runs_now(grouped_field_set):
             return None
         plan = self._plan(object_type, grouped_field_set)
         if plan is None or plan.others is not None:

@@ -16,7 +16,8 @@ without a coroutine or a task per field (the resolvers answer at once from the
 loader; see ``schema.links``). The walk never changes an outcome: it
 asks the loaders for exactly the keys the resolvers will ask for, errors stay in
 the loaders for the resolvers to report, and anything it does not follow (an
-abstract type, @defer, a resolver it does not know) is resolved the usual way.
+abstract type, a resolver it does not know) is resolved the usual way, and a field
+under @defer is loaded in the run that delivers it (``schema.execution.deferral``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from typing import Any
 from graphql import GraphQLList, GraphQLNonNull, GraphQLObjectType, GraphQLOutputType
 from graphql.execution import VariableValues
 from graphql.execution.collect_fields import CollectedFields, FieldDetailsList
+from graphql.execution.incremental.build_execution_plan import DeferUsageSet
 
+from schema.execution.deferral import runs_in, streamed
 from schema.execution.strawberry_fields import field_arguments, field_link, plain_attribute
 from schema.execution.views import RecordObjects
 
@@ -59,24 +62,25 @@ class Lookahead:
         object_type: GraphQLObjectType,
         field_details_list: FieldDetailsList,
         sources: Sequence[Any],
+        defer_usage_set: DeferUsageSet | None,
     ) -> Awaitable[None] | None:
-        """Prime the loaders for the selection of ``field_details_list`` on ``sources``;
-        an awaitable while something is loading, None when all is loaded already."""
+        """Prime the loaders for the selection of ``field_details_list`` on ``sources``,
+        the fields of the run delivering ``defer_usage_set`` (None: the initial
+        payload); an awaitable while something is loading, None when all is loaded
+        already."""
         key = id(field_details_list)
         if key in self._walked:
             return None
         self._walked[key] = field_details_list
         try:
-            grouped_field_set, new_defer_usages, _ = self._collect_subfields(
-                object_type, field_details_list
-            )
+            grouped_field_set, _, _ = self._collect_subfields(object_type, field_details_list)
         except Exception:
-            return None
-        if new_defer_usages:
             return None
         pending: list[Awaitable[None]] = []
         for details in grouped_field_set.values():
-            step = self._step(object_type, details, sources)
+            if not runs_in(details, defer_usage_set) or streamed(details):
+                continue  # loaded in its own run, at its own priority
+            step = self._step(object_type, details, sources, defer_usage_set)
             if step is not None:
                 pending.append(step)
         if not pending:
@@ -90,6 +94,7 @@ class Lookahead:
         object_type: GraphQLObjectType,
         details: FieldDetailsList,
         sources: Sequence[Any],
+        defer_usage_set: DeferUsageSet | None,
     ) -> Awaitable[None] | None:
         node = details[0].node
         field_def = object_type.fields.get(node.name.value)
@@ -114,8 +119,10 @@ class Lookahead:
             # Bad arguments and the like: the resolver will meet them and say so.
             return None
         if isinstance(children, Sequence):
-            return self.prime(child_type, details, children) if children else None
-        return self._after(children, child_type, details)
+            if not children:
+                return None
+            return self.prime(child_type, details, children, defer_usage_set)
+        return self._after(children, child_type, details, defer_usage_set)
 
     def _selects_objects(self, object_type: GraphQLObjectType, details: FieldDetailsList) -> bool:
         """Whether the selection on ``object_type`` has a field of an object type."""
@@ -131,6 +138,7 @@ class Lookahead:
         children: Awaitable[Sequence[Any]],
         child_type: GraphQLObjectType,
         details: FieldDetailsList,
+        defer_usage_set: DeferUsageSet | None,
     ) -> None:
         try:
             loaded = await children
@@ -139,7 +147,7 @@ class Lookahead:
             # should one escape anyway, the fields are simply resolved the usual way.
             return
         if loaded:
-            deeper = self.prime(child_type, details, loaded)
+            deeper = self.prime(child_type, details, loaded, defer_usage_set)
             if deeper is not None:
                 await deeper
 

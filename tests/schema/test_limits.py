@@ -19,7 +19,7 @@ from graphql import (
 from gateway.server.app import create_app
 from gateway.simulator import Simulator
 from schema.build import build_schema
-from schema.limits import CostEstimate, UpstreamCalls
+from schema.limits import CallPlan, CostEstimate, UpstreamCalls
 from tests.conftest import GatewayFactory
 from tests.support import hostile_documents
 from tests.support.helpers import TOKEN, GraphQLClient, batching_settings, settings_for_tests
@@ -246,7 +246,7 @@ def estimate(
     values = get_variable_values(SCHEMA, operation.variable_definitions or (), variables or {})
     assert not isinstance(values, list), values
     fragments = {d.name.value: d for d in ast.definitions if isinstance(d, FragmentDefinitionNode)}
-    return CostEstimate(SCHEMA, fragments, values).operation(operation)
+    return CostEstimate(SCHEMA, fragments, values).operation(operation).calls
 
 
 def oma(calls: int) -> UpstreamCalls:
@@ -491,6 +491,125 @@ def test_the_estimate_counts_each_call(
     calls = estimate(document, variables)
     assert calls == expected
     assert calls.total == expected.oma + expected.cbc
+
+
+def plan(document: str, variables: dict[str, Any] | None = None) -> CallPlan:
+    ast = parse(document)
+    operation = get_operation_ast(ast)
+    assert operation is not None
+    values = get_variable_values(SCHEMA, operation.variable_definitions or (), variables or {})
+    assert not isinstance(values, list), values
+    fragments = {d.name.value: d for d in ast.definitions if isinstance(d, FragmentDefinitionNode)}
+    return CostEstimate(SCHEMA, fragments, values).operation(operation)
+
+
+@pytest.mark.parametrize(
+    ("document", "variables", "initial", "deferred"),
+    [
+        (
+            "{ subscriptions(first: 100) { nodes { id ... @defer { resources { id } } } } }",
+            None,
+            oma(2),
+            cbc(100),
+        ),
+        # Everything below a deferred field is deferred, whatever its own directives.
+        (
+            "{ subscriptions(first: 100) { nodes { ... @defer { resources { "
+            "parent { id } attachedResources { id } } } } } }",
+            None,
+            oma(2),
+            cbc(100 + 8 + 8),
+        ),
+        (
+            "{ subscriptions(first: 100) { nodes { resources { id "
+            "... @defer { parent { id } } } } } }",
+            None,
+            UpstreamCalls(2, 100),
+            cbc(8),
+        ),
+        # Asked for outside the fragment too: it comes with the initial payload.
+        (
+            "{ subscriptions(first: 10) { nodes { resources { id } "
+            "... @defer { resources { status } } } } }",
+            None,
+            UpstreamCalls(1, 10),
+            oma(0),
+        ),
+        # A deferred root field.
+        (
+            '{ resource(resourceId: "x") { id } ... @defer { subscriptions(first: 10) { '
+            "totalCount } } }",
+            None,
+            cbc(1),
+            oma(1),
+        ),
+        # @defer(if: false) is no deferral, nor @stream(if: false) a stream.
+        (
+            "query($d: Boolean!) { subscriptions(first: 10) { nodes { "
+            "... @defer(if: $d) { resources { id } } } } }",
+            {"d": False},
+            UpstreamCalls(1, 10),
+            oma(0),
+        ),
+        (
+            "{ subscriptions(first: 10) { nodes @stream(if: false) { resources { id } } } }",
+            None,
+            UpstreamCalls(1, 10),
+            oma(0),
+        ),
+        # A streamed list: its first items' calls first, the rest's after.
+        (
+            "{ subscriptions(first: 10) { nodes @stream(initialCount: 3) { resources { id } } } }",
+            None,
+            UpstreamCalls(1, 3),
+            cbc(7),
+        ),
+        (
+            "query($n: Int) { subscriptions(first: 10) { nodes @stream(initialCount: $n) { "
+            "resources { id } } } }",
+            {"n": 12},
+            UpstreamCalls(1, 10),
+            oma(0),
+        ),
+        (
+            "{ subscriptions(first: 10) { edges @stream { node { resources { id } } } } }",
+            None,
+            oma(1),
+            cbc(10),
+        ),
+        # Each subscription's first resource, of 4 expected, comes first: 10 of 40 parents.
+        (
+            "{ subscriptions(first: 10) { nodes { resources @stream(initialCount: 1) { "
+            "attachedResources { id } } } } }",
+            None,
+            UpstreamCalls(1, 10 + 1),
+            cbc(1),
+        ),
+    ],
+)
+def test_the_estimate_puts_deferred_and_streamed_calls_apart(
+    document: str,
+    variables: dict[str, Any] | None,
+    initial: UpstreamCalls,
+    deferred: UpstreamCalls,
+) -> None:
+    estimated = plan(document, variables)
+    assert (estimated.initial, estimated.deferred) == (initial, deferred)
+    assert estimated.calls == initial + deferred
+    assert estimated.total == (initial + deferred).total
+
+
+def test_call_plans_add_up_part_by_part() -> None:
+    one = CallPlan(UpstreamCalls(1, 2), UpstreamCalls(3, 4))
+    two = CallPlan(UpstreamCalls(10, 20), UpstreamCalls(30, 40))
+    assert one + two == CallPlan(UpstreamCalls(11, 22), UpstreamCalls(33, 44))
+    assert one.put(UpstreamCalls(5, 6), deferred=False) == CallPlan(
+        UpstreamCalls(6, 8), UpstreamCalls(3, 4)
+    )
+    assert one.put(UpstreamCalls(5, 6), deferred=True) == CallPlan(
+        UpstreamCalls(1, 2), UpstreamCalls(8, 10)
+    )
+    assert one.total == 10
 
 
 def test_calls_add_up_per_upstream() -> None:
