@@ -218,11 +218,11 @@ class TokenBucket:
         self.max_wait = max_wait
         self._clock = clock
         self._sleep = sleep
-        self._next_free = 0.0  # when the next slot frees once the burst is spent
+        self._next_free = -math.inf  # when the next slot frees once the burst is spent
 
     def free_slots(self) -> float:
         if self.rate <= 0:
-            return float("inf")
+            return math.inf
         reserved_ahead = max(0.0, self._next_free - self._clock()) * self.rate
         return max(0.0, self.burst - reserved_ahead)
 

@@ -30,18 +30,19 @@ logger = logging.getLogger("gateway.ratelimit")
 
 # KEYS[1]: GCRA's due time (ms); KEYS[2]: the last ``calls`` slots (ms, a list, oldest
 # first); KEYS[3]: the replicas that reserved lately, by when.
-# ARGV: interval ms, tolerance ms, span ms, calls, max wait ms, this replica, how long a
+# ARGV: interval, tolerance, span and max wait (seconds), calls, this replica, how long a
 # replica counts as alive (ms). Returns {1 when a slot is reserved, 0 when it would come
-# after max wait (then nothing is); ms to wait for it, as text; replicas alive}. Times keep
-# their fractions of a ms as text with three decimals (Lua's numbers reach Redis truncated).
+# after max wait (then nothing is); seconds to wait for it, as text; replicas alive}. Times
+# are kept in ms with three decimals, as text (Lua's numbers reach Redis truncated), each
+# key only as long as it may still hold a slot back.
 _RESERVE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
-local interval = tonumber(ARGV[1])
-local tolerance = tonumber(ARGV[2])
-local span = tonumber(ARGV[3])
-local calls = tonumber(ARGV[4])
-local max_wait = tonumber(ARGV[5])
+local interval = tonumber(ARGV[1]) * 1000
+local tolerance = tonumber(ARGV[2]) * 1000
+local span = tonumber(ARGV[3]) * 1000
+local max_wait = tonumber(ARGV[4]) * 1000
+local calls = tonumber(ARGV[5])
 local alive = tonumber(ARGV[7])
 redis.call('ZADD', KEYS[3], now, ARGV[6])
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - alive)
@@ -52,14 +53,14 @@ local slot = math.max(now, due - tolerance)
 local oldest = redis.call('LINDEX', KEYS[2], -calls)
 if oldest then slot = math.max(slot, tonumber(oldest) + span) end
 local wait = slot - now
-if wait > max_wait then return {0, string.format('%.3f', wait), replicas} end
+if wait > max_wait then return {0, string.format('%.6f', wait / 1000), replicas} end
 due = math.max(due, slot) + interval
 local keep = math.ceil(math.max(due, slot + span) - now)
 redis.call('SET', KEYS[1], string.format('%.3f', due), 'PX', keep)
 redis.call('RPUSH', KEYS[2], string.format('%.3f', slot))
 redis.call('LTRIM', KEYS[2], -calls, -1)
 redis.call('PEXPIRE', KEYS[2], keep)
-return {1, string.format('%.3f', wait), replicas}
+return {1, string.format('%.6f', wait / 1000), replicas}
 """
 
 _RETRY_REDIS_AFTER = 1.0
@@ -86,7 +87,6 @@ class RedisRateLimiter:
         self.upstream = upstream
         self.quota = quota
         """The whole deployment's."""
-        self._client = client
         self._max_wait = max_wait
         self._replica = uuid.uuid4().hex
         self.replicas = max(1, replicas)
@@ -96,11 +96,11 @@ class RedisRateLimiter:
             upstream, quota.share(self.replicas), max_wait=max_wait
         )
         self._args: list[float | str] = [
-            quota.interval * 1000,
-            quota.tolerance * 1000,
-            quota.span * 1000,
+            quota.interval,
+            quota.tolerance,
+            quota.span,
+            max_wait,
             quota.calls,
-            max_wait * 1000,
             self._replica,
             REPLICA_ALIVE_MS,
         ]
@@ -114,7 +114,7 @@ class RedisRateLimiter:
         self._redis_down_until = 0.0
         # When the last slot this replica reserved comes: the shared queue reaches at
         # least that far (other replicas may have reserved beyond it).
-        self._reserved_until = 0.0
+        self._reserved_until = -math.inf
 
     @property
     def rate(self) -> float:
@@ -145,8 +145,8 @@ class RedisRateLimiter:
             return await self._fallback.acquire()
         try:
             async with asyncio.timeout(self._timeout):
-                reserved, wait_ms, replicas = await self._script(keys=self._keys, args=self._args)
-            wait = float(wait_ms) / 1000
+                reserved, wait_text, replicas = await self._script(keys=self._keys, args=self._args)
+            wait = float(wait_text)
         except (RedisError, OSError, TimeoutError) as exc:
             if self._redis_down_until == 0.0:
                 logger.warning(
@@ -158,7 +158,7 @@ class RedisRateLimiter:
         if self._redis_down_until:
             logger.info("shared rate limit is back", extra={"upstream": self.upstream})
             self._redis_down_until = 0.0
-        self._share_among(max(1, int(replicas)))
+        self._share_among(int(replicas))  # at least this one
         if not reserved:
             raise UpstreamError(
                 ErrorKind.THROTTLED,
@@ -167,8 +167,7 @@ class RedisRateLimiter:
                 retry_after=wait - self._max_wait,
             )
         self._reserved_until = max(self._reserved_until, time.monotonic() + wait)
-        if wait > 0:
-            await asyncio.sleep(wait)
+        await asyncio.sleep(wait)
         return wait
 
     def _share_among(self, replicas: int) -> None:

@@ -172,10 +172,19 @@ async def test_throttled_at_once_when_the_wait_would_exceed_max_wait() -> None:
         await limit.acquire()  # a window after the first: over max_wait
     assert caught.value.kind is ErrorKind.THROTTLED and caught.value.upstream == "cbc"
     assert caught.value.retry_after == pytest.approx(SPAN - 0.6)  # when it is short enough
-    assert "request-rate limit" in str(caught.value)
+    assert caught.value.message == "the gateway's request-rate limit for this upstream is exhausted"
     assert slept == pytest.approx([SPAN / 2])
     fake.now += SPAN - 0.6  # a refusal reserved nothing
     assert await limit.acquire() == pytest.approx(0.6)
+
+
+async def test_a_quota_under_one_call_a_second_is_still_a_limit() -> None:
+    fake = FakeTime()
+    slow = limiter(Quota(1, window=1, burst=1), fake)
+    assert slow.free_slots() == 1
+    assert [await slow.acquire(), await slow.acquire()] == [0.0, pytest.approx(SPAN)]
+    bucket = TokenBucket("cbc", rate=1, burst=1, max_wait=5, clock=fake.clock, sleep=fake.sleep)
+    assert bucket.free_slots() == 1
 
 
 async def test_a_wait_of_exactly_max_wait_is_served() -> None:
