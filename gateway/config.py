@@ -117,8 +117,12 @@ class CacheSettings:
     """Bound of the records the in-memory cache holds, on all its pages: about 100 to 150 MB
     (a record and its share of its page take 1 to 1.5 KB). Entries alone do not bound memory:
     10,000 pages of 500 resources would be 4.7 GB."""
+    stale_while_revalidate: float = 0.0
+    """Seconds after expiry a page still answers at once while it is fetched again behind the
+    answer (at the quota's background priority); 0 is off."""
     stale_if_error: float = 0.0
-    """Seconds after expiry a page may still be served while its upstream fails; 0 is off."""
+    """Seconds after the stale-while-revalidate window a page may still be served while its
+    upstream fails; 0 is off."""
     lock_timeout: float = 5.0
     """Seconds one replica waits for another to fill the same entry."""
 
@@ -478,6 +482,9 @@ class _EnvReader:
             operation_timeout=self.number("GATEWAY_CACHE_TIMEOUT", d.operation_timeout, above=True),
             max_entries=self.integer("GATEWAY_CACHE_MAX_ENTRIES", d.max_entries, minimum=1),
             max_records=self.integer("GATEWAY_CACHE_MAX_RECORDS", d.max_records, minimum=1),
+            stale_while_revalidate=self.number(
+                "GATEWAY_CACHE_STALE_WHILE_REVALIDATE", d.stale_while_revalidate
+            ),
             stale_if_error=self.number("GATEWAY_CACHE_STALE_IF_ERROR", d.stale_if_error),
             lock_timeout=self.number("GATEWAY_CACHE_LOCK_TIMEOUT", d.lock_timeout),
         )

@@ -77,7 +77,11 @@ RATE_LIMIT_QUEUED = Gauge(
 )
 CACHE_EVENTS = Counter(
     "gateway_cache_events",
-    "Cache events by upstream and event (hit, miss, stale, error, eviction).",
+    "Cache events by upstream and event: answers (hit, miss, stale: served while the "
+    "upstream failed, stale_while_revalidate: served at once while refreshed), refreshes "
+    "behind stale answers (refresh_ok, refresh_failed: the stale page kept, "
+    "refresh_refused: the page dropped, refresh_skipped: too many running), error (the "
+    "backend failed), eviction.",
     ["upstream", "event"],
     registry=REGISTRY,
 )

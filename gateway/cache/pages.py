@@ -9,14 +9,19 @@ gateway answers from the upstreams and tries Redis again a second later.
 
 Concurrent identical misses in one process share one fetch (single flight);
 across replicas a short Redis lock lets one replica fetch while the others wait
-for its entry. Errors are never cached. With stale-if-error, an entry that
-expired less than ``stale_if_error`` seconds ago may answer while the upstream
-fails.
+for its entry. Errors are never cached.
+
+An entry expires in three steps (RFC 5861's two windows, one after the other): fresh for
+``ttl``; then, with stale-while-revalidate, for ``stale_while_revalidate`` seconds it
+still answers at once while one refresh (one per key across replicas, under the fill
+lock) fetches it again behind the answer; then, with stale-if-error, for
+``stale_if_error`` seconds more it answers only while the upstream fails.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import time
@@ -40,7 +45,8 @@ logger = logging.getLogger("gateway.cache")
 
 T = TypeVar("T")
 R = TypeVar("R")
-Source = Literal["hit", "miss", "stale", "bypass"]
+Source = Literal["hit", "miss", "stale", "stale_while_revalidate", "bypass"]
+RefreshOutcome = Literal["refresh_ok", "refresh_failed", "refresh_refused"]
 
 _KEY_VERSION = "gw:v1"
 """What every key starts with. A record's declaration is in its pages' keys already (the
@@ -51,6 +57,10 @@ _RETRY_REDIS_AFTER = 1.0
 """Seconds Redis is skipped after a failure, so a dead Redis costs no timeout per call."""
 _POLL_INTERVAL = 0.025
 """Seconds between looks at another replica's lock and entry."""
+_MAX_REFRESHES = 100
+"""Refreshes behind stale answers running at once in one process; a stale answer past it
+starts none (a later one will). A hundred calls are five seconds of both upstreams' quota
+(10 calls/s each), and refreshes only have the slots no answer wants."""
 _UNLOCK = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -107,6 +117,8 @@ class _Backend(Protocol):
     async def get(self, key: str, codec: Codec[Any]) -> _Entry | None: ...
 
     async def set(self, key: str, entry: _Entry, codec: Codec[Any], expire: float) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
 
     async def try_lock(self, key: str, token: str, lease: float) -> bool: ...
 
@@ -239,6 +251,9 @@ class _MemoryBackend:
     async def set(self, key: str, entry: _Entry, codec: Codec[Any], expire: float) -> None:
         await self._cache.set(key, entry, ttl=expire)
 
+    async def delete(self, key: str) -> None:
+        await self._cache.delete(key)  # also cancels its expiry timer
+
     async def try_lock(self, key: str, token: str, lease: float) -> bool:
         return True  # one process: the single flight already makes this the only fetch
 
@@ -358,6 +373,9 @@ class _RedisBackend:
         raw = b"%.6f|" % entry.stored_at + payload
         # A float ttl makes aiocache use PSETEX; it must be at least one millisecond.
         await self._call(lambda: self._cache.set(key, raw, ttl=max(float(expire), 0.001)))
+
+    async def delete(self, key: str) -> None:
+        await self._call(lambda: self._cache.delete(key))
 
     async def try_lock(self, key: str, token: str, lease: float) -> bool:
         lease_ms = max(1, int(lease * 1000))
@@ -483,6 +501,7 @@ class PageCache:
         self.settings = settings
         self._backend = backend
         self._flights: dict[str, asyncio.Task[CacheResult[Any]]] = {}
+        self._refreshes: dict[str, asyncio.Task[None]] = {}
         self._events = LabelledChildren(CACHE_EVENTS)  # a warm request counts hundreds
 
     @classmethod
@@ -502,6 +521,7 @@ class PageCache:
         *,
         ttl: float,
         refresh: bool = False,
+        revalidate: Callable[[], Awaitable[T]] | None = None,
     ) -> CacheResult[T]:
         """The value for ``key``: cached when younger than ``ttl`` seconds, else fetched.
 
@@ -513,20 +533,32 @@ class PageCache:
         result or exception; those that joined another's fetch get ``hit``.
         ``refresh`` skips the read (and shares a fetch only with other refreshes).
         ``ttl <= 0`` calls ``fetch()`` and touches no backend.
+
+        ``revalidate`` fetches the value for nobody waiting: with stale-while-revalidate,
+        an entry expired less than that window ago answers at once
+        (``stale_while_revalidate``) and ``revalidate()`` refreshes it behind the answer,
+        in a task of its own that outlives the caller. It must hold none of the request's
+        objects (the caller's credential, not its request). None: a stale entry is
+        fetched while the caller waits.
         """
         if ttl <= 0:
             return CacheResult(await fetch(), "bypass")
         rendered = key.render()
         if not refresh:
-            # A fresh entry in this process answers at once: no task, no shield, no await.
-            value = self._fresh_here(key, rendered, ttl)
-            if value is not None:
-                return CacheResult(value, "hit")
+            # An entry in this process answers at once: no task, no shield, no await.
+            entry = self._backend.get_now(rendered)
+            if entry is not None:
+                answer = self._answer(key, rendered, entry, codec, ttl, revalidate)
+                if answer is not None:
+                    self._events(key.upstream, answer.source).inc()
+                    return answer
         flight_key = f"refresh:{rendered}" if refresh else rendered
         flight = self._flights.get(flight_key)
         joined = flight is not None and not flight.done()
         if flight is None or not joined:
-            flight = asyncio.create_task(self._resolve(key, rendered, fetch, codec, ttl, refresh))
+            flight = asyncio.create_task(
+                self._resolve(key, rendered, fetch, codec, ttl, refresh, revalidate)
+            )
             self._flights[flight_key] = flight
             flight.add_done_callback(partial(self._landed, flight_key))
         # Shielded: a caller that goes away does not cancel the fetch the others wait for.
@@ -545,16 +577,34 @@ class PageCache:
         no fetch. For callers that can skip a whole chain of coroutines when warm."""
         if ttl <= 0:
             return None
-        return self._fresh_here(key, key.render(), ttl)
-
-    def _fresh_here(self, key: CacheKey, rendered: str, ttl: float) -> Any | None:
-        """The value of a fresh entry the backend holds in this process (a hit), or None.
-        Cached values are pages, never None."""
-        entry = self._backend.get_now(rendered)
+        entry = self._backend.get_now(key.render())
         if entry is None or entry.age() >= ttl:
             return None
         self._events(key.upstream, "hit").inc()
         return entry.value
+
+    def _answer(
+        self,
+        key: CacheKey,
+        rendered: str,
+        entry: _Entry,
+        codec: Codec[Any],
+        ttl: float,
+        revalidate: Callable[[], Awaitable[Any]] | None,
+    ) -> CacheResult[Any] | None:
+        """What ``entry`` answers without a fetch: itself while fresh, or, within the
+        stale-while-revalidate window, itself while a refresh starts; else None."""
+        age = entry.age()
+        if age < ttl:
+            return CacheResult(entry.value, "hit")
+        if revalidate is None or age >= ttl + self.settings.stale_while_revalidate:
+            return None
+        self._revalidate(key, rendered, revalidate, codec, ttl)
+        return CacheResult(entry.value, "stale_while_revalidate")
+
+    def _lifetime(self, ttl: float) -> float:
+        """Seconds an entry is kept: fresh, then each stale window after the other."""
+        return ttl + self.settings.stale_while_revalidate + self.settings.stale_if_error
 
     def _landed(self, flight_key: str, flight: asyncio.Task[CacheResult[Any]]) -> None:
         if self._flights.get(flight_key) is flight:
@@ -570,12 +620,15 @@ class PageCache:
         codec: Codec[T],
         ttl: float,
         refresh: bool,
+        revalidate: Callable[[], Awaitable[T]] | None,
     ) -> CacheResult[T]:
         attempt = _Attempt(self._backend, key.upstream)
         backend = self._backend
         entry = None if refresh else await attempt.run(backend.get(rendered, codec), None)
-        if entry is not None and entry.age() < ttl:
-            return CacheResult(entry.value, "hit")
+        if entry is not None:
+            answer = self._answer(key, rendered, entry, codec, ttl, revalidate)
+            if answer is not None:
+                return answer
 
         token = uuid.uuid4().hex
         locked = False
@@ -599,13 +652,110 @@ class PageCache:
                 logger.warning("serving a stale page", extra={"upstream": key.upstream})
                 return CacheResult(stale.value, "stale")
             stored = _Entry(value, time.time())
-            expire = ttl + self.settings.stale_if_error
-            await attempt.run(backend.set(rendered, stored, codec, expire), None)
+            await attempt.run(backend.set(rendered, stored, codec, self._lifetime(ttl)), None)
         finally:
             # After the write: a waiter that sees the lock gone finds the entry.
             if locked:
                 await attempt.run(backend.unlock(rendered, token), None)
         return CacheResult(value, "miss")
+
+    def _revalidate(
+        self,
+        key: CacheKey,
+        rendered: str,
+        revalidate: Callable[[], Awaitable[Any]],
+        codec: Codec[Any],
+        ttl: float,
+    ) -> None:
+        """Start refreshing ``rendered`` behind a stale answer, unless this process is
+        refreshing it already or runs ``_MAX_REFRESHES`` refreshes. The task runs in a
+        context of its own: none of the request's context variables (its priority, its
+        spans) reach the refresh, nor keep the request's objects alive."""
+        if rendered in self._refreshes:
+            return
+        if len(self._refreshes) >= _MAX_REFRESHES:
+            self._events(key.upstream, "refresh_skipped").inc()
+            return
+        task = asyncio.create_task(
+            self._refresh(key, rendered, revalidate, codec, ttl), context=contextvars.Context()
+        )
+        self._refreshes[rendered] = task
+        task.add_done_callback(partial(self._refreshed, rendered))
+
+    def _refreshed(self, rendered: str, task: asyncio.Task[None]) -> None:
+        del self._refreshes[rendered]
+
+    async def _refresh(
+        self,
+        key: CacheKey,
+        rendered: str,
+        revalidate: Callable[[], Awaitable[Any]],
+        codec: Codec[Any],
+        ttl: float,
+    ) -> None:
+        """One refresh of a stale entry, under its fill lock so that one replica makes it,
+        and only while no other replica has refreshed it since it was read. Whatever
+        happens is counted and logged, and never reaches a caller."""
+        attempt = _Attempt(self._backend, key.upstream)
+        backend = self._backend
+        token = uuid.uuid4().hex
+        # The lock is held for as long as the refresh may run (which the same bound cuts
+        # short), so no other replica refreshes the entry meanwhile. A refresh still
+        # running once the entry it refreshes would have lived out its windows is of no use.
+        lease = max(self.settings.lock_timeout, ttl + self.settings.stale_while_revalidate)
+        if not await attempt.run(backend.try_lock(rendered, token, lease), False):
+            return  # another replica refreshes it; with Redis failing, nowhere to keep it
+        try:
+            entry = await attempt.run(backend.get(rendered, codec), None)
+            if entry is not None and entry.age() < ttl:
+                return  # another replica refreshed it after this one read it
+            outcome = await self._refetch(attempt, rendered, revalidate, codec, ttl, lease)
+            self._events(key.upstream, outcome).inc()
+        finally:
+            await attempt.run(backend.unlock(rendered, token), None)
+
+    async def _refetch(
+        self,
+        attempt: _Attempt,
+        rendered: str,
+        revalidate: Callable[[], Awaitable[Any]],
+        codec: Codec[Any],
+        ttl: float,
+        lease: float,
+    ) -> RefreshOutcome:
+        """Fetch the entry again and keep what comes: the new page, the stale one when the
+        upstream could not answer, nothing when it refused."""
+        upstream = attempt.upstream
+        try:
+            async with asyncio.timeout(lease):
+                value = await revalidate()
+        except UpstreamError as error:
+            if not error.kind.upstream_could_not_answer:
+                # A revoked token must not read on for the rest of the window, nor anyone
+                # an answer the upstream no longer gives: the next read asks it.
+                await attempt.run(self._backend.delete(rendered), None)
+                logger.info(
+                    "a refresh was refused; the stale page is dropped",
+                    extra={"upstream": upstream, "error": error.kind.name},
+                )
+                return "refresh_refused"
+            logger.warning(
+                "a refresh failed; the stale page answers until its window ends",
+                extra={"upstream": upstream, "error": error.kind.name},
+            )
+            return "refresh_failed"
+        except TimeoutError:
+            logger.warning(
+                "a refresh outlasted its lock; the stale page answers until its window ends",
+                extra={"upstream": upstream, "error": "TimeoutError"},
+            )
+            return "refresh_failed"
+        except Exception:  # a bug to fix; the callers have their answer already
+            logger.exception("a refresh failed unexpectedly", extra={"upstream": upstream})
+            return "refresh_failed"
+        stored = _Entry(value, time.time())
+        await attempt.run(self._backend.set(rendered, stored, codec, self._lifetime(ttl)), None)
+        return "refresh_ok"
 
     async def _wait_for_holder(
         self, attempt: _Attempt, rendered: str, codec: Codec[Any], ttl: float
@@ -630,12 +780,11 @@ class PageCache:
         ttl: float,
         refresh: bool,
     ) -> _Entry | None:
-        window = self.settings.stale_if_error
-        if window <= 0:
+        if self.settings.stale_if_error <= 0:
             return None
         if refresh:  # the read was skipped: look now
             entry = await attempt.run(self._backend.get(rendered, codec), None)
-        if entry is not None and entry.age() < ttl + window:
+        if entry is not None and entry.age() < self._lifetime(ttl):
             return entry
         return None
 
@@ -649,4 +798,9 @@ class PageCache:
     async def close(self) -> None:
         for flight in list(self._flights.values()):
             flight.cancel()
+        refreshes = list(self._refreshes.values())
+        for task in refreshes:
+            task.cancel()
+        # Awaited: a refresh holds the backend, which closes next.
+        await asyncio.gather(*refreshes, return_exceptions=True)
         await self._backend.close()

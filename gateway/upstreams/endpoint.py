@@ -23,6 +23,7 @@ import orjson
 from gateway.cache.pages import CacheKey, Codec, PageCache
 from gateway.caller import Caller
 from gateway.config import UpstreamSettings
+from gateway.credentials import CredentialKey
 from gateway.errors import ErrorKind, InvalidRequest, UpstreamError
 from gateway.metrics import UPSTREAM_CALLS, UPSTREAM_LATENCY, LabelledChildren
 from gateway.upstreams.resilience import CALL_PRIORITY, Requester, UpstreamGuard
@@ -91,6 +92,8 @@ class UpstreamClient(Generic[Qx, P]):
         self._latency = UPSTREAM_LATENCY.labels(endpoint.upstream, endpoint.name)
         self._calls = LabelledChildren(UPSTREAM_CALLS)
         self._cache = cache
+        # Stale pages answer at once only where a refresh can follow them.
+        self._revalidates = cache.settings.stale_while_revalidate > 0
         self.guard = guard
         # The usual try's timeouts, made once (httpx.Timeout checks its arguments each time).
         self._timeout = httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout)
@@ -145,15 +148,21 @@ class UpstreamClient(Generic[Qx, P]):
             # Caching off: no key to build, nothing to count.
             return await call()
         key = self._key(caller, query)
+        revalidate = None
+        if self._revalidates:
+            # The caller's credential, none of its request's objects: the refresh may
+            # outlive the request.
+            revalidate = partial(self._refresh, caller.token, caller.origin, caller.key, query)
         result = await self._cache.get_or_fetch(
             key,
             call,
             endpoint.codec,
             ttl=self.settings.cache_ttl,
             refresh=caller.fresh,
+            revalidate=revalidate,
         )
         stats = caller.stats
-        if result.source == "hit":
+        if result.source == "hit" or result.source == "stale_while_revalidate":
             stats.cache_hits += 1
         elif result.source == "stale":
             stats.cache_hits += 1
@@ -162,6 +171,16 @@ class UpstreamClient(Generic[Qx, P]):
         elif result.source == "miss":
             stats.cache_misses += 1
         return result.value
+
+    async def _refresh(self, token: str, origin: str, key: CredentialKey, query: Qx) -> P:
+        """The page fetched again behind a stale answer, for nobody waiting: with the
+        caller's own credential, counted in no request's stats, at the quota's background
+        priority (after every waiting answer and deferred part)."""
+        priority = CALL_PRIORITY.set("background")
+        try:
+            return await self._call(Caller(token, origin=origin, key=key), query)
+        finally:
+            CALL_PRIORITY.reset(priority)
 
     async def _call(self, caller: Caller, query: Qx) -> P:
         """The upstream's answer, retried as the guard allows, for a caller whose standing

@@ -1,6 +1,12 @@
 import pytest
 
-from gateway.config import ConfigError, SecuritySettings, Settings, upstream_variables
+from gateway.config import (
+    CacheSettings,
+    ConfigError,
+    SecuritySettings,
+    Settings,
+    upstream_variables,
+)
 
 
 def test_defaults_are_production_with_memory_cache_and_the_documented_quota() -> None:
@@ -23,6 +29,7 @@ def test_every_variable_is_read() -> None:
         "GATEWAY_CACHE_URL": "redis://127.0.0.1:6379/2",
         "GATEWAY_CACHE_TIMEOUT": "0.05",
         "GATEWAY_CACHE_STALE_IF_ERROR": "60",
+        "GATEWAY_CACHE_STALE_WHILE_REVALIDATE": "15",
         "GATEWAY_MAX_DEPTH": "7",
         "GATEWAY_CORS_ORIGINS": "https://a.example, https://b.example",
         "GATEWAY_PORT": "9000",
@@ -37,6 +44,7 @@ def test_every_variable_is_read() -> None:
     assert settings.cbc.cache_ttl == 5.5 and settings.cbc.max_retries == 4
     assert settings.cache.is_redis and settings.cache.operation_timeout == 0.05
     assert settings.cache.stale_if_error == 60
+    assert settings.cache.stale_while_revalidate == 15
     assert settings.limits.max_depth == 7 and settings.limits.allow_batching
     assert settings.server.cors_origins == ("https://a.example", "https://b.example")
     assert settings.server.port == 9000
@@ -70,6 +78,20 @@ def test_every_problem_is_reported_at_once() -> None:
     ):
         assert name in text
     assert len(caught.value.problems) == 8
+
+
+@pytest.mark.parametrize("value", ["-1", "inf", "soon"])
+def test_stale_while_revalidate_is_off_by_default_and_a_finite_number_of_seconds(
+    value: str,
+) -> None:
+    assert Settings.from_env({}).cache.stale_while_revalidate == 0
+    assert Settings.from_env({"GATEWAY_CACHE_STALE_WHILE_REVALIDATE": "0.5"}).cache == (
+        CacheSettings(stale_while_revalidate=0.5)
+    )
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"GATEWAY_CACHE_STALE_WHILE_REVALIDATE": value})
+    (problem,) = caught.value.problems
+    assert problem.startswith("GATEWAY_CACHE_STALE_WHILE_REVALIDATE")
 
 
 def test_upstream_variables_are_documented() -> None:
