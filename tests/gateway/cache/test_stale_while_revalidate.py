@@ -280,7 +280,9 @@ async def test_a_failed_refresh_keeps_the_stale_page_until_its_window_ends_and_i
     assert [record.getMessage() for record in caplog.records] == [
         "a refresh failed; the stale page answers until its window ends"
     ] * 2
-    assert caplog.records[0].__dict__["error"] == failure.name
+    assert {(r.__dict__["upstream"], r.__dict__["error"]) for r in caplog.records} == {
+        ("oma", failure.name)
+    }
     await asyncio.sleep(0.4)  # past the window: the caller waits, and hears the failure
     with pytest.raises(UpstreamError):
         await get(cache, upstream)
@@ -309,7 +311,10 @@ async def test_a_refused_refresh_ends_the_stale_pages_life(
     assert [record.getMessage() for record in caplog.records] == [
         "a refresh was refused; the stale page is dropped"
     ]
-    assert caplog.records[0].__dict__["error"] == refusal.name
+    assert (caplog.records[0].__dict__["upstream"], caplog.records[0].__dict__["error"]) == (
+        "oma",
+        refusal.name,
+    )
     if backend == "redis":
         redis_server: RedisServer = request.getfixturevalue("redis_server")
         assert redis_server.command("EXISTS", key().render()) == b":0\r\n"
@@ -337,6 +342,7 @@ async def test_a_refresh_failing_unexpectedly_is_logged_and_keeps_the_stale_page
     await until(lambda: failed() == 1)
     (record,) = [r for r in caplog.records if r.name == "gateway.cache"]
     assert record.getMessage() == "a refresh failed unexpectedly"
+    assert record.__dict__["upstream"] == "oma"
     assert record.exc_info is not None and record.levelno == logging.ERROR
     assert await get(cache, upstream) == (Page("alice", 1), "stale_while_revalidate")
 
@@ -356,7 +362,11 @@ async def test_a_refresh_is_given_up_once_it_outlasts_its_lock(
     await until(lambda: failed() == 1)
     assert 0.25 < time.monotonic() - started < 0.6
     assert upstream.cancelled == 1
-    assert "a refresh outlasted its lock" in caplog.text
+    (record,) = [r for r in caplog.records if r.name == "gateway.cache"]
+    assert record.getMessage() == (
+        "a refresh outlasted its lock; the stale page answers until its window ends"
+    )
+    assert (record.__dict__["upstream"], record.__dict__["error"]) == ("oma", "TimeoutError")
 
 
 @pytest.mark.parametrize(
@@ -382,6 +392,42 @@ async def test_a_refresh_holds_the_fill_lock_for_as_long_as_it_may_run(
     upstream.gate.set()
     await until(lambda: refreshed() == 1)
     assert redis_server.command("EXISTS", key().render() + ":lock") == b":0\r\n"
+
+
+async def test_with_redis_failing_a_refresh_makes_no_call_it_could_not_keep(
+    make_cache: Callable[..., PageCache],
+    redis_server: RedisServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = make_cache("redis", operation_timeout=0.1)
+    upstream = Upstream()
+    await stale_entry(cache, upstream)
+    backend = cache._backend
+    try_lock = backend.try_lock
+
+    async def try_lock_after_redis_stopped(rendered: str, token: str, lease: float) -> bool:
+        redis_server.stop()  # after the stale read, before the refresh's lock
+        return await try_lock(rendered, token, lease)
+
+    monkeypatch.setattr(backend, "try_lock", try_lock_after_redis_stopped)
+    errors = counted("error")
+    assert (await get(cache, upstream))[1] == "stale_while_revalidate"
+    await until(lambda: errors() == 1)
+    await asyncio.sleep(0.05)
+    assert upstream.calls == 1
+
+
+async def test_no_cache_hears_the_failure_when_stale_if_error_is_off(
+    backend: str, make_cache: Callable[..., PageCache]
+) -> None:
+    cache = make_cache(backend, stale_if_error=0)
+    upstream = Upstream()
+    await stale_entry(cache, upstream)
+    upstream.failure = ErrorKind.UNAVAILABLE
+    # Inside the stale-while-revalidate window, but a fresh read was asked for.
+    with pytest.raises(UpstreamError):
+        await get(cache, upstream, refresh=True)
+    assert await get(cache, upstream) == (Page("alice", 1), "stale_while_revalidate")
 
 
 async def test_tenants_refresh_and_read_only_their_own_pages(
