@@ -360,7 +360,7 @@ async def test_a_refresh_is_given_up_once_it_outlasts_its_lock(
     started = time.monotonic()
     assert (await get(cache, upstream))[1] == "stale_while_revalidate"
     await until(lambda: failed() == 1)
-    assert 0.25 < time.monotonic() - started < 0.6
+    assert 0.25 < time.monotonic() - started < 1.5
     assert upstream.cancelled == 1
     (record,) = [r for r in caplog.records if r.name == "gateway.cache"]
     assert record.getMessage() == (
@@ -604,13 +604,12 @@ async def test_a_refresh_waits_behind_the_answers_callers_wait_for(
     make_upstreams: Callable[..., Upstreams],
 ) -> None:
     requests: list[httpx.Request] = []
-    oma = make_upstreams(answering({}), requests, rate=5).oma
+    oma = make_upstreams(answering({}), requests, rate=2).oma
     alice = Caller("alice")
     await oma.fetch_subscription_page(alice, SubscriptionQuery(10, 0))  # the quota's slot now
-    await asyncio.sleep(AFTER_EXPIRY)  # stale; the next slot in 0.05 s
-    started = time.monotonic()
+    await asyncio.sleep(AFTER_EXPIRY)  # stale; the next slot in 0.35 s
     stale = await oma.fetch_subscription_page(alice, SubscriptionQuery(10, 0))
-    assert time.monotonic() - started < 0.03 and first_id(stale) == "alice-1"
+    assert first_id(stale) == "alice-1" and len(requests) == 1  # no wait for the slot
     await asyncio.sleep(0.01)  # the refresh is queued for the next slot
     other = await oma.fetch_subscription_page(alice, SubscriptionQuery(10, 10))
     assert first_id(other) == "alice-2"  # served first, though it came after the refresh
