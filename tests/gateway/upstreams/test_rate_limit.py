@@ -404,7 +404,9 @@ async def test_a_buckets_burst_goes_through_then_its_steady_rate_applies() -> No
     fake = FakeTime()
     bucket = TokenBucket("oma", rate=10, burst=3, max_wait=5, clock=fake.clock, sleep=fake.sleep)
     assert bucket.free_slots() == 3
-    waits = [await bucket.acquire() for _ in range(5)]
+    assert [await bucket.acquire() for _ in range(2)] == [0.0, 0.0]
+    assert bucket.free_slots() == pytest.approx(1)
+    waits = [0.0, 0.0] + [await bucket.acquire() for _ in range(3)]
     assert waits == pytest.approx([0.0, 0.0, 0.0, 0.1, 0.1])
     fake.now += 10  # idle: the burst is back
     assert [await bucket.acquire() for _ in range(3)] == [0.0] * 3

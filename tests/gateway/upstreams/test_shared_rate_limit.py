@@ -159,7 +159,7 @@ async def test_a_frozen_redis_costs_a_call_no_more_than_the_timeout(
     redis_server: RedisServer,
 ) -> None:
     client = redis.Redis.from_url(redis_server.url)  # no timeout of its own
-    limiter = RedisRateLimiter("oma", QUOTA, client=client, max_wait=9, timeout=0.1)
+    limiter = RedisRateLimiter("oma", QUOTA, client=client, max_wait=9)  # 0.1 s by default
     await limiter.acquire()
     redis_server.freeze()
     started = time.monotonic()
