@@ -132,8 +132,9 @@ class UpstreamClient(Generic[Qx, P]):
         )
 
     async def fetch(self, caller: Caller, query: Qx) -> P:
-        """One page for one caller: from the cache when fresh, else from the upstream.
-        A credential the upstream refused a moment ago is refused again at once."""
+        """One page for one caller: from the cache when fresh (or expired less than the
+        stale-while-revalidate window ago, refreshed behind the answer), else from the
+        upstream. A credential the upstream refused a moment ago is refused again at once."""
         endpoint = self.endpoint
         endpoint.validate(query)
         known = endpoint.known_answer(query)
