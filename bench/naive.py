@@ -66,6 +66,10 @@ class NaiveLoaders:
 
         self.resource_family = one_at_a_time(family, lock)
         self.order_resources = one_at_a_time(order, lock)
+        self.deferred_order_resources = self.order_resources
+
+    def cancel(self) -> None:
+        """Nothing to stop: each load runs in its caller's task."""
 
 
 def naive_loaders(self: Any) -> Any:

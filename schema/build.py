@@ -31,6 +31,7 @@ from strawberry.types import ExecutionContext
 from strawberry.types.graphql import OperationType
 
 from gateway.config import LimitSettings
+from schema.delivery import IncrementalDelivery
 from schema.errors import INTERNAL_ERROR_MESSAGE, ErrorTranslation, logger
 from schema.execution.executor import GatewayExecutor
 from schema.limits import CostLimit
@@ -187,6 +188,7 @@ def build_schema(
         functools.partial(DocumentCache, maxsize=DOCUMENT_CACHE_SIZE),
         functools.partial(AddValidationRules, rules),
         functools.partial(DocumentValidation, hide_suggestions=production),
+        IncrementalDelivery,
         functools.partial(CostLimit, max_cost=limits.max_cost),
     ]
     if production:

@@ -57,6 +57,10 @@ class GatewayContext:
     stats: RequestStats = field(default_factory=RequestStats)
     operation_name: str | None = None
     error_codes: list[str] = field(default_factory=list)
+    incremental_delivery: bool = True
+    """Whether the request's transport can carry an answer in parts (@defer, @stream):
+    the HTTP view says no for a client accepting neither multipart/mixed nor
+    text/event-stream, and for a batch (``schema.delivery``)."""
     estimated_calls: int = 0
     """Upstream calls the operations let through are estimated to make: a batch's
     together, against one budget (``schema.limits.CostLimit``)."""
@@ -93,7 +97,9 @@ class GatewayContext:
     def close(self) -> None:
         """Let go of what the request loaded, at its end. The loaders hold this context
         (through ``caller``), a cycle only the garbage collector would otherwise free,
-        and with it every record of the request."""
+        and with it every record of the request. Batches still loading are stopped."""
+        if self._loaders is not None:
+            self._loaders.cancel()
         self._loaders = None
         self._callers.clear()
 

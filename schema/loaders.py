@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
@@ -51,11 +51,19 @@ class Loaders:
         # and their attached ones, so one call of 50 ids serves all four.
         # Batches of at most 50 ids (the API's limit) run concurrently, and a failed
         # batch fails only its own keys.
+        # The batches in flight, for ``cancel``: their tasks are the DataLoader's own.
+        self._in_flight: set[asyncio.Task[Any]] = set()
         self.resource_family: DataLoader[str, ResourceFamily] = DataLoader(
-            load_fn=functools.partial(load_resource_families, upstreams, caller),
+            load_fn=functools.partial(
+                _tracked,
+                self._in_flight,
+                functools.partial(load_resource_families, upstreams, caller),
+            ),
             max_batch_size=MAX_RESOURCE_IDS,
         )
-        load_orders = functools.partial(load_order_resources, upstreams, caller)
+        load_orders = functools.partial(
+            _tracked, self._in_flight, functools.partial(load_order_resources, upstreams, caller)
+        )
         self.order_resources: DataLoader[OrderResourcesKey, tuple[ResourceRecord, ...]] = (
             DataLoader(load_fn=load_orders)
         )
@@ -69,12 +77,33 @@ class Loaders:
         # the resolvers then share one set of objects instead of building two.
         self.converted: dict[tuple[int, int], Any] = {}
 
+    def cancel(self) -> None:
+        """Stop the batches still loading: the request has ended (its client left in the
+        middle of an answer in parts), nobody will read them. A page fetched for other
+        requests too goes on for them (the cache shields it)."""
+        for task in list(self._in_flight):
+            task.cancel()
+
     def orders(self) -> DataLoader[OrderResourcesKey, tuple[ResourceRecord, ...]]:
         """The loader of orders' resources for the calls made from here: a deferred part's
         own, or the initial payload's."""
         if CALL_PRIORITY.get() == "deferred":
             return self.deferred_order_resources
         return self.order_resources
+
+
+async def _tracked(
+    in_flight: set[asyncio.Task[Any]],
+    load: Callable[[list[Any]], Awaitable[list[Any]]],
+    keys: list[Any],
+) -> list[Any]:
+    task = asyncio.current_task()
+    assert task is not None  # a DataLoader runs each batch in a task of its own
+    in_flight.add(task)
+    try:
+        return await load(keys)
+    finally:
+        in_flight.discard(task)
 
 
 async def load_resource_families(

@@ -8,6 +8,7 @@ failing somewhere in a request.
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import inspect
 from collections.abc import Callable
@@ -173,6 +174,80 @@ def test_graphql_core_keeps_field_collection_and_validation_as_used() -> None:
     scalar = GraphQLScalarType("Probe", coerce_output_value=str)
     assert scalar.coerce_output_value is str, moved(
         "graphql-core", "GraphQLScalarType.coerce_output_value", "schema/execution/coercion.py"
+    )
+
+
+def test_graphql_core_keeps_the_incremental_executor_the_gateway_extends() -> None:
+    """@defer and @stream: the executor's runs and their defer usages
+    (schema/execution/deferral.py, executor.py, prefetch.py)."""
+    from graphql.execution.incremental import IncrementalExecutor
+
+    build_execution_plan = importlib.import_module(
+        "graphql.execution.incremental.build_execution_plan"
+    )
+
+    where = "schema/execution/executor.py"
+    assert issubclass(StrawberryGraphQLCoreExecutionContext, IncrementalExecutor), moved(
+        "strawberry-graphql", "its executor's base (graphql-core's IncrementalExecutor)", where
+    )
+    for name, expected in {
+        "execute_execution_group": [
+            "self",
+            "delivery_groups",
+            "parent_type",
+            "source_value",
+            "path",
+            "grouped_field_set",
+            "delivery_group_map",
+        ],
+        "complete_stream_item": [
+            "self",
+            "item_path",
+            "item",
+            "field_details_list",
+            "info",
+            "item_type",
+        ],
+    }.items():
+        method = getattr(IncrementalExecutor, name, None)
+        assert method is not None, moved("graphql-core", f"IncrementalExecutor.{name}", where)
+        assert parameters(method) == expected, moved(
+            "graphql-core", f"the parameters of IncrementalExecutor.{name}", where
+        )
+    assert "defer_usage_set" in IncrementalExecutor.__annotations__, moved(
+        "graphql-core", "IncrementalExecutor.defer_usage_set", where
+    )
+    for name in ("DeferUsageSet", "get_filtered_defer_usage_set"):
+        assert hasattr(build_execution_plan, name), moved(
+            "graphql-core", f"build_execution_plan.{name}", "schema/execution/deferral.py"
+        )
+    details = getattr(graphql_collect_fields.FieldDetails, "_fields", ())
+    assert "fragment_variable_values" in details, moved(
+        "graphql-core", "FieldDetails.fragment_variable_values", where
+    )
+
+
+def test_strawberry_keeps_the_http_view_steps_the_gateway_overrides() -> None:
+    from strawberry.asgi import GraphQL
+    from strawberry.http.async_base_view import AsyncBaseHTTPView
+
+    where = "gateway/server/app.py"
+    step = getattr(AsyncBaseHTTPView, "_process_stream_result", None)
+    assert step is not None, moved("strawberry-graphql", "_process_stream_result", where)
+    assert parameters(step) == ["self", "request", "value", "all_pending"], moved(
+        "strawberry-graphql", "the parameters of _process_stream_result", where
+    )
+    assert "subscription_protocols" in parameters(GraphQL.__init__), moved(
+        "strawberry-graphql", "GraphQL(subscription_protocols=)", where
+    )
+    assert hasattr(strawberry.Schema, "_create_execution_context"), moved(
+        "strawberry-graphql", "Schema._create_execution_context", "schema/build.py"
+    )
+    context = PROBE._create_execution_context(  # type: ignore[attr-defined]
+        query="{ __typename }", allowed_operation_types=()
+    )
+    assert hasattr(context, "_provided_operation_name"), moved(
+        "strawberry-graphql", "ExecutionContext._provided_operation_name", "schema/build.py"
     )
 
 

@@ -501,6 +501,8 @@ class PageCache:
         self.settings = settings
         self._backend = backend
         self._flights: dict[str, asyncio.Task[CacheResult[Any]]] = {}
+        # Callers waiting on each fetch: the last to go away stops it.
+        self._waiting: dict[asyncio.Task[CacheResult[Any]], int] = {}
         self._refreshes: dict[str, asyncio.Task[None]] = {}
         self._events = LabelledChildren(CACHE_EVENTS)  # a warm request counts hundreds
 
@@ -561,12 +563,29 @@ class PageCache:
             )
             self._flights[flight_key] = flight
             flight.add_done_callback(partial(self._landed, flight_key))
-        # Shielded: a caller that goes away does not cancel the fetch the others wait for.
-        result: CacheResult[T] = await asyncio.shield(flight)
+        result: CacheResult[T] = await self._wait_for(flight)
         if joined and result.source == "miss":
             result = CacheResult(result.value, "hit")  # no upstream call of its own
         self._events(key.upstream, result.source).inc()
         return result
+
+    async def _wait_for(self, flight: asyncio.Task[CacheResult[T]]) -> CacheResult[T]:
+        """The fetch's result. Shielded: a caller that goes away does not cancel the fetch
+        the others wait for; the last one to go does (nobody is left to answer: a client
+        gone in the middle of an answer in parts)."""
+        waiting = self._waiting
+        waiting[flight] = waiting.get(flight, 0) + 1
+        try:
+            return await asyncio.shield(flight)
+        except asyncio.CancelledError:
+            if waiting[flight] == 1:
+                flight.cancel()
+            raise
+        finally:
+            if waiting[flight] == 1:
+                del waiting[flight]
+            else:
+                waiting[flight] -= 1
 
     def documents(self, max_entries: int, max_document_bytes: int) -> DocumentStore:
         """A store of GraphQL documents in this cache's backend (``DocumentStore``)."""

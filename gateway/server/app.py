@@ -6,30 +6,39 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
+from functools import partial
+from typing import Any, cast
 
 import orjson
 from cross_web import AsyncHTTPRequestAdapter, HTTPException
-from graphql import GraphQLError
+from graphql import ExperimentalIncrementalExecutionResults, GraphQLError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    HTMLResponse,
+    JSONResponse,
+    PlainTextResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import MissingQueryError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.subscriptions import GRAPHQL_SSE_PROTOCOL
 from strawberry.types import ExecutionResult, SubscriptionExecutionResult
 from strawberry.types.graphql import OperationType
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from gateway.metrics import REGISTRY
 from gateway.server.middleware import BodySizeLimit, RequestObserver
+from gateway.server.parts import AnswerInParts, PartPaths
 from gateway.server.persisted import GatewayRequest, PersistedOperations
 from gateway.server.refusals import (
     BATCH_LIMIT_EXCEEDED,
@@ -58,7 +67,10 @@ _SHOWN_NAME = 80
 
 
 class GatewayGraphQL(GraphQL[GatewayContext, None]):
-    """Strawberry's ASGI view with the gateway's per-request context."""
+    """Strawberry's ASGI view with the gateway's per-request context. An answer in parts
+    (@defer, @stream) goes as multipart/mixed (Strawberry's own) or, to a client asking
+    for text/event-stream first, as server-sent events (graphql-sse's distinct
+    connections: an event ``next`` per payload, then ``complete``)."""
 
     def __init__(self, gateway: Gateway, persisted: PersistedOperations) -> None:
         limits = gateway.settings.limits
@@ -67,6 +79,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             graphql_ide=None,  # the gateway serves its own offline GraphiQL
             allow_queries_via_get=True,
             multipart_uploads_enabled=False,
+            subscription_protocols=(*GraphQL.protocols, GRAPHQL_SSE_PROTOCOL),
         )
         self.gateway = gateway
         self.persisted = persisted
@@ -95,6 +108,7 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             # The peer, or the client a trusted proxy names (ProxyHeadersMiddleware).
             origin=request.client.host if request.client else "",
             credential_key=gateway.credential_key,
+            incremental_delivery=parts_transport(headers.get("accept", "")) is not None,
         )
         request.state.graphql_context = context
         if isinstance(response, Response):
@@ -149,7 +163,10 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
                 )
             data = self.parse_json(await request.get_body())
         if isinstance(data, dict):
-            return _request_data(data, None)
+            operation = _request_data(data, None)
+            if parts_transport(request.headers.get("accept", "")) == "sse":
+                operation.protocol = "sse"
+            return operation
         if not self._max_batch:
             raise Refusal(400, BATCHING_NOT_ENABLED, "Batching is not enabled: send one operation")
         if len(data) > self._max_batch:
@@ -172,6 +189,8 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         # Every operation's document is found (or refused) before any runs: a refusal comes
         # before any upstream call, the batch's others' included.
         persisted = self.persisted
+        if isinstance(request_data, list):
+            context.incremental_delivery = False  # a batch's answer is one JSON list
         operations = request_data if isinstance(request_data, list) else [request_data]
         for operation in operations:
             assert isinstance(operation, GatewayRequest)
@@ -184,6 +203,12 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
                     "No GraphQL document in the request: send `query`, a `documentId` "
                     "or the `persistedQuery` extension",
                 )
+        if isinstance(request_data, GraphQLRequestData) and request_data.protocol == "sse":
+            # Run as any other operation (coded refusals, APQ), then sent as events.
+            result = await self.execute_single(
+                request, request_adapter, sub_response, context, root_value, request_data
+            )
+            return _as_events(result)
         return await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
@@ -220,6 +245,10 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             ) from exc
         except MissingQueryError as exc:  # an empty `query`
             raise Refusal(400, MISSING_QUERY_STRING, "The GraphQL document is empty") from exc
+        # Strawberry's type says ExecutionResult; @defer and @stream make a container.
+        answer: object = result
+        if isinstance(answer, ExperimentalIncrementalExecutionResults):
+            request.state.incremental_result = answer  # closed when the answer ends
         # A document that ran is kept for APQ (an incremental answer's container, of @defer,
         # is no ExecutionResult: such a document is sent again next time).
         if (
@@ -230,6 +259,21 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
         ):
             await self.persisted.register(request_data, context)
         return result
+
+    async def _process_stream_result(
+        self, request: Request, value: Any, all_pending: list[Any]
+    ) -> tuple[GraphQLHTTPResponse, list[Any]]:
+        # Strawberry's own step for each payload of an answer in parts (not public API;
+        # tests/test_dependencies.py names it), whose `path` on each part is its pending
+        # path: wrong for a part below it (urql merged such data in the wrong place).
+        response, all_pending = await super()._process_stream_result(request, value, all_pending)
+        paths: PartPaths | None = getattr(request.state, "part_paths", None)
+        if paths is None:
+            paths = request.state.part_paths = PartPaths()
+        paths.add_paths(cast("dict[str, Any]", response))
+        if response.get("extensions", ...) is None:
+            del response["extensions"]
+        return response, all_pending
 
     def create_response(
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
@@ -261,6 +305,56 @@ class GatewayGraphQL(GraphQL[GatewayContext, None]):
             }
             response["extensions"] = extensions
         return response
+
+
+def parts_transport(accept: str) -> str | None:
+    """How a client with this Accept header takes an answer in parts: ``sse`` when it
+    names text/event-stream before any JSON type (graphql-sse), else ``multipart`` when
+    it accepts multipart/mixed (Apollo Client, urql), else None (plain JSON only)."""
+    json_first = False
+    multipart = False
+    for part in accept.split(","):
+        media_type, _, parameters = part.partition(";")
+        media_type = media_type.strip().lower()
+        if _refused_by_quality(parameters):
+            continue
+        if media_type == "text/event-stream" and not json_first:
+            return "sse"
+        if media_type in _JSON_TYPES:
+            json_first = True
+        elif media_type == "multipart/mixed":
+            multipart = True
+    return "multipart" if multipart else None
+
+
+def _refused_by_quality(parameters: str) -> bool:
+    for parameter in parameters.split(";"):
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "q":
+            try:
+                return float(value) <= 0
+            except ValueError:
+                return False
+    return False
+
+
+_JSON_TYPES = frozenset({"application/json", GRAPHQL_RESPONSE_JSON, "*/*", "application/*"})
+
+
+def _as_events(result: Any) -> SubscriptionExecutionResult:
+    """An answer as the payloads an event stream sends: an incremental answer's initial
+    payload and each one after it, or the one result."""
+
+    async def events() -> AsyncIterator[Any]:
+        if isinstance(result, ExperimentalIncrementalExecutionResults):
+            yield result.initial_result
+            async with contextlib.aclosing(result.subsequent_results) as subsequent:
+                async for payload in subsequent:
+                    yield payload
+        else:
+            yield result
+
+    return cast("SubscriptionExecutionResult", events())
 
 
 _GET_OPERATIONS = frozenset({OperationType.QUERY, OperationType.SUBSCRIPTION})
@@ -358,29 +452,37 @@ def create_app(gateway: Gateway) -> Starlette:
     graphql = GatewayGraphQL(gateway, persisted)
     graphiql_enabled = settings.graphiql_enabled
 
-    async def graphql_endpoint(request: Request) -> Response:
+    async def graphql_endpoint(request: Request) -> Response | AnswerInParts:
         if request.method == "GET" and _wants_html(request) and _names_no_document(request):
             if not graphiql_enabled:
                 return _refused(
                     request, Refusal(404, NOT_FOUND, "GraphiQL is off in the production profile")
                 )
             return _graphiql_response()
+        response: Response | None = None
         try:
-            return await graphql.run(request)
+            response = await graphql.run(request)
         except ClientDisconnect:
             # The client went away before its body was in (or the server cut it off for
             # sending it too slowly): nobody to answer. 499, as proxies log it.
-            return Response(status_code=CLIENT_CLOSED_REQUEST)
+            response = Response(status_code=CLIENT_CLOSED_REQUEST)
         except Refusal as refusal:
-            return _refused(request, refusal)
+            response = _refused(request, refusal)
         except HTTPException as exc:  # what Strawberry still refuses itself
-            return _refused(request, Refusal(exc.status_code, INVALID_GRAPHQL_REQUEST, exc.reason))
+            response = _refused(
+                request, Refusal(exc.status_code, INVALID_GRAPHQL_REQUEST, exc.reason)
+            )
         finally:
-            # Before the answer is sent: deferred until after, the records of requests
-            # whose answers drain slowly stayed alive, 11 MB more at c=32 (bench.run).
             context: GatewayContext | None = getattr(request.state, "graphql_context", None)
-            if context is not None:
+            if context is not None and not isinstance(response, StreamingResponse):
+                # Before the answer is sent: deferred until after, the records of requests
+                # whose answers drain slowly stayed alive, 11 MB more at c=32 (bench.run).
                 context.close()
+        if context is not None and isinstance(response, StreamingResponse):
+            # An answer in parts is still being made as it is sent: the request's work
+            # ends with its last part, or when the client leaves.
+            return AnswerInParts(response, partial(_end_parts, request, context))
+        return response
 
     async def healthz(_: Request) -> Response:
         return JSONResponse({"status": "alive"})
@@ -456,6 +558,15 @@ def create_app(gateway: Gateway) -> Starlette:
     app.state.gateway = gateway
     app.state.persisted = persisted
     return app
+
+
+async def _end_parts(request: Request, context: GatewayContext) -> None:
+    """What is left of an answer in parts once it is sent or abandoned: the parts not made
+    yet (graphql-core cancels them as its stream closes), the batches still loading."""
+    result = getattr(request.state, "incremental_result", None)
+    if isinstance(result, ExperimentalIncrementalExecutionResults):
+        await result.subsequent_results.aclose()
+    context.close()
 
 
 def _refused(request: Request, refusal: Refusal) -> Response:

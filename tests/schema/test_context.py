@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import httpx
@@ -9,7 +10,10 @@ import pytest
 
 from gateway.config import SecuritySettings
 from gateway.server.app import create_app
+from gateway.server.runtime import Gateway
 from gateway.simulator import Simulator
+from schema.context import GatewayContext, RequestCredentials
+from schema.loaders import OrderResourcesKey
 from tests.conftest import GatewayFactory
 from tests.support.helpers import TOKEN, settings_for_tests
 
@@ -111,3 +115,59 @@ async def test_the_clients_address_is_forwarded_only_by_trusted_proxies(
             )
     (line,) = [r for r in caplog.records if r.name == "gateway.request"]
     assert line.client == client  # type: ignore[attr-defined]
+
+
+class Slow(httpx.AsyncBaseTransport):
+    """The simulator, a second late; notes the calls that start and those cancelled."""
+
+    def __init__(self, simulator: Simulator) -> None:
+        self._inner = httpx.ASGITransport(app=simulator.app)
+        self.started = 0
+        self.cancelled = 0
+        self.delay = 0.0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self.started += 1
+        try:
+            await asyncio.sleep(self.delay)
+        except asyncio.CancelledError:
+            self.cancelled += 1
+            raise
+        return await self._inner.handle_async_request(request)
+
+
+async def test_closing_the_context_stops_the_batches_still_loading(
+    simulator: Simulator,
+) -> None:
+    """The request has ended (its client left in the middle of an answer in parts): the
+    calls its loaders still make are cancelled, the page fetches with them."""
+    cbc = Slow(simulator)
+    gateway = Gateway.build(
+        settings_for_tests(),
+        transports={"oma": httpx.ASGITransport(app=simulator.app), "cbc": cbc},
+    )
+    try:
+        context = GatewayContext(
+            upstreams=gateway.upstreams,
+            limits=gateway.settings.limits,
+            credentials=RequestCredentials.from_headers(TOKEN),
+        )
+        orders = [s["orderId"] for s in simulator.dataset(TOKEN).subscriptions[:4]]
+        keys = [OrderResourcesKey(order, False, ()) for order in orders]
+        # A first call, so that CBC has vouched for the token: the others then go at once.
+        assert await context.loaders.order_resources.load(keys.pop()) is not None
+        cbc.started, cbc.delay = 0, 1.0
+        loaders = context.loaders
+        loading = [asyncio.ensure_future(loaders.order_resources.load(key)) for key in keys]
+        family = asyncio.ensure_future(loaders.resource_family.load("some-resource"))
+        await asyncio.sleep(0.2)
+        assert (cbc.started, cbc.cancelled) == (4, 0)  # in flight
+        context.close()
+        await asyncio.sleep(0.05)
+        assert cbc.cancelled == 4
+        assert not any(future.done() and not future.cancelled() for future in [*loading, family])
+        cbc.delay = 0.0
+        assert await context.loaders.order_resources.load(keys[0]) is not None
+        assert cbc.started == 5  # fetched anew: nothing was cached
+    finally:
+        await gateway.aclose()

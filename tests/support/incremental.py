@@ -9,7 +9,35 @@ import copy
 from collections.abc import Sequence
 from typing import Any
 
+import httpx
 import orjson
+
+
+def multipart_payloads(response: httpx.Response) -> list[dict[str, Any]]:
+    """The JSON payloads of a multipart/mixed answer, in order."""
+    content_type = response.headers["content-type"]
+    assert content_type.startswith("multipart/mixed"), content_type
+    boundary = content_type.split("boundary=", 1)[1].split(";", 1)[0].strip('"')
+    payloads = []
+    for part in response.content.split(f"--{boundary}".encode()):
+        head, _, body = part.partition(b"\r\n\r\n")
+        if b"application/json" in head:
+            payloads.append(orjson.loads(body.strip()))
+    return payloads
+
+
+def sse_events(response: httpx.Response) -> list[tuple[str, dict[str, Any] | None]]:
+    """The events of a text/event-stream answer: (event, its JSON data or None)."""
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events: list[tuple[str, dict[str, Any] | None]] = []
+    for block in response.text.split("\r\n\r\n"):
+        fields = dict(
+            line.split(": ", 1) for line in block.split("\r\n") if ": " in line and line[0] != ":"
+        )
+        if "event" in fields:
+            data = fields.get("data", "")
+            events.append((fields["event"], orjson.loads(data) if data else None))
+    return events
 
 
 def merged(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -69,6 +97,33 @@ def delivered(payloads: Sequence[dict[str, Any]]) -> tuple[str, list[str]]:
     return orjson.dumps(first, option=orjson.OPT_SORT_KEYS).decode(), sorted(later)
 
 
+def merged_by_path(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The answer as a client of the 2022 format merges it (urql): by each part's
+    ``path``, the whole path of its data, or the list's path and its first item's index."""
+    data = copy.deepcopy(payloads[0].get("data"))
+    errors: list[dict[str, Any]] = list(payloads[0].get("errors", []))
+    for payload in payloads[1:]:
+        for part in payload.get("incremental", []):
+            *above, last = part["path"] if "items" in part else [*part["path"], None]
+            target: Any = data
+            for key in above:
+                target = target[key]
+            if "items" in part:
+                assert last == len(target), (part["path"], len(target))
+                target.extend(copy.deepcopy(part["items"]))
+            else:
+                _merge_into(target, copy.deepcopy(part["data"]))
+            errors.extend(part.get("errors", []))
+        for completed in payload.get("completed", []):
+            errors.extend(completed.get("errors", []))
+    answer: dict[str, Any] = {"data": data}
+    if errors:
+        answer["errors"] = sorted(
+            orjson.dumps(error, option=orjson.OPT_SORT_KEYS).decode() for error in errors
+        )
+    return answer
+
+
 def _merge_into(target: dict[str, Any], data: dict[str, Any]) -> None:
     for key, value in data.items():
         if isinstance(value, dict) and isinstance(target.get(key), dict):
@@ -87,4 +142,4 @@ def plain(answer: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-__all__ = ["delivered", "merged", "plain"]
+__all__ = ["delivered", "merged", "merged_by_path", "multipart_payloads", "plain", "sse_events"]

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.cache.codec import RecordCodec
-from gateway.cache.pages import CacheKey, PageCache
+from gateway.cache.pages import CacheKey, CacheResult, PageCache
 from gateway.caller import Caller
 from gateway.config import CacheSettings
 from gateway.errors import ErrorKind, UpstreamError
@@ -419,6 +419,41 @@ async def test_a_caller_going_away_does_not_cancel_the_shared_fetch(
     leader.cancel()
     assert await follower == (Page("alice", 1), "hit")
     assert upstream.calls == 1
+
+
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+async def test_the_last_caller_going_away_stops_the_fetch(
+    make_cache: Callable[..., PageCache], backend: str
+) -> None:
+    """Nobody left to answer (a client gone in the middle of an answer in parts): the
+    fetch is cancelled, not left to spend the upstream's quota, and nothing is cached."""
+    cache = make_cache(backend, operation_timeout=0.2)
+    upstream = Upstream(delay=0.2)
+    fetches_cancelled: list[bool] = []
+    plain_fetch = upstream.fetcher()
+
+    async def fetch() -> Page:
+        try:
+            return await plain_fetch()
+        except asyncio.CancelledError:
+            fetches_cancelled.append(True)
+            raise
+
+    async def one() -> CacheResult[Page]:
+        return await cache.get_or_fetch(key(), fetch, CODEC, ttl=TTL)
+
+    callers = [asyncio.create_task(one()) for _ in range(3)]
+    await asyncio.sleep(0.05)
+    callers[0].cancel()
+    callers[1].cancel()
+    await asyncio.sleep(0.01)
+    assert fetches_cancelled == []  # one still waits
+    callers[2].cancel()
+    await asyncio.gather(*callers, return_exceptions=True)
+    await asyncio.sleep(0.01)
+    assert fetches_cancelled == [True]
+    assert cache.peek(key(), ttl=TTL) is None
+    assert await get(cache, upstream) == (Page("alice", 2), "miss")
 
 
 # Redis backend
